@@ -17,12 +17,15 @@ set -euo pipefail
 
 SERVERS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SERVERS_DIR/../.." && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this file
 CACHE=${SMTP_SERVERS_CACHE:-$REPO/.cache/servers}
 START_TIMEOUT=${SMTP_SERVERS_START_TIMEOUT:-30}
 STOP_GRACE=${SMTP_SERVERS_STOP_GRACE:-4}
 
 # Names shared by every configuration.
+# shellcheck disable=SC2034
 LOCAL_DOMAIN=example.test
+# shellcheck disable=SC2034
 SERVER_HOSTNAME=mx.example.test
 
 srv_usage() {
@@ -50,6 +53,11 @@ srv_main() {
         fi
         PORT=$((10#$PORT))
         STATEDIR=$(realpath -m -- "$3")
+        # It ends up unquoted in several servers' config files.
+        if ! [[ $STATEDIR =~ ^[A-Za-z0-9._/+@%,=-]+$ ]]; then
+            echo "$SRV_NAME: STATEDIR may only contain letters, digits and ._/+@%,=-: $STATEDIR" >&2
+            exit 2
+        fi
         srv_require_installed
         srv_do_start
         ;;
