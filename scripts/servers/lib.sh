@@ -289,12 +289,16 @@ srv_require_reachable() {
             break
         fi
     done
-    cat >&2 <<EOF
+    if [[ $dir == "$STATEDIR" ]]; then
+        cat >&2 <<EOF
 $SRV_NAME: STATEDIR $dir is not reachable by user '$user', which this server
 runs or delivers as ($path: $(stat -c '%U:%G %A' "$path" 2>/dev/null)).
 Use a STATEDIR whose parent directories are world-searchable, e.g. one made
 by: mktemp -d /tmp/smtp-XXXXXX   (pytest's tmp_path is not: /tmp/pytest-of-root is 0700)
 EOF
+    else
+        echo "$SRV_NAME: $dir is not reachable by user '$user' ($path: $(stat -c '%U:%G %A' "$path" 2>/dev/null))" >&2
+    fi
     exit 1
 }
 
