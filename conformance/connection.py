@@ -1,0 +1,194 @@
+"""One raw SMTP connection: bounded reads, exact writes, TLS upgrade, close/reset/timeout told apart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass
+
+from .escapes import escape_bytes
+from .reply import Reply, ReplyParser
+from .transcript import Transcript
+
+READ_SIZE = 64 * 1024
+MAX_TOTAL_READ = 32 * 1024 * 1024  # per connection: a flooding server cannot fill our memory
+
+
+@dataclass
+class Event:
+    """Something other than a reply: the server closed, reset, or stayed silent."""
+
+    kind: str  # "closed", "reset", "timeout"
+    partial: bytes = b""  # bytes of an unfinished reply that came before it
+    detail: str = ""
+
+    code = None
+    findings: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        text = {
+            "closed": "connection closed by the server",
+            "reset": "connection reset by the server",
+            "timeout": "no complete reply before the timeout",
+        }[self.kind]
+        if self.detail:
+            text += f" ({self.detail})"
+        if self.partial:
+            text += f" after partial data '{escape_bytes(self.partial[:120])}'"
+        return text
+
+
+Observation = Reply | Event
+
+
+class ConnectError(Exception):
+    pass
+
+
+def make_tls_context(verify: bool, cafile: str | None = None) -> ssl.SSLContext:
+    """Certificate checks are off by default: test servers mostly use self-signed certificates."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    with contextlib.suppress(ValueError, AttributeError):
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class Connection:
+    def __init__(self, transcript: Transcript) -> None:
+        self.transcript = transcript
+        self.parser = ReplyParser()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.ended: str | None = None  # "closed" / "reset" once the server ended the connection
+        self.timed_out = False
+        self.tls = False
+        self.total_read = 0
+
+    async def open(self, host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None,
+                   server_hostname: str | None = None) -> None:
+        try:
+            self.reader, self.writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=server_hostname if tls else None,
+                    ssl_handshake_timeout=timeout if tls else None, limit=READ_SIZE * 2,
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            raise ConnectError(f"connect to {host}:{port} timed out after {timeout:g} s") from None
+        except ssl.SSLError as exc:
+            raise ConnectError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+        self.tls = tls is not None
+        self.transcript.event(f"connected to {host}:{port}" + (" (implicit TLS)" if tls else ""))
+
+    async def send(self, data: bytes, timeout: float, chunk_size: int | None = None, delay: float = 0.0) -> None:
+        """Write data as one write (or in chunks); a dead peer shows up at the next read instead."""
+        assert self.writer is not None
+        pieces = [data] if not chunk_size else [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
+        for n, piece in enumerate(pieces):
+            if n and delay:
+                await asyncio.sleep(delay)
+            self.transcript.sent(piece)
+            if self.ended:
+                continue
+            try:
+                self.writer.write(piece)
+                await asyncio.wait_for(self.writer.drain(), timeout)
+            except TimeoutError:
+                self.transcript.event("write blocked: the server is not reading")
+                return
+            except (ConnectionError, OSError) as exc:
+                self.transcript.event(f"write failed: {exc.__class__.__name__}")
+                return
+
+    async def next(self, timeout: float) -> Observation:
+        """The next complete reply, or the event that came instead, within timeout seconds."""
+        assert self.reader is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            reply = self.parser.next_reply(eof=self.ended is not None)
+            if reply is not None:
+                return reply
+            if self.ended:
+                return Event(self.ended)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.timed_out = True
+                partial = self.parser.pending()
+                self.transcript.event(f"no complete reply within {timeout:g} s")
+                return Event("timeout", partial)
+            try:
+                data = await asyncio.wait_for(self.reader.read(READ_SIZE), remaining)
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                self._end("reset")
+                continue
+            except ssl.SSLError as exc:
+                self._end("reset", f"TLS error: {exc.reason or exc}")
+                continue
+            except OSError as exc:
+                self._end("reset", exc.strerror or str(exc))
+                continue
+            if not data:
+                self._end("closed")
+                continue
+            self.transcript.received(data)
+            self.total_read += len(data)
+            self.parser.feed(data)
+            if self.total_read > MAX_TOTAL_READ:
+                self._end("reset", f"more than {MAX_TOTAL_READ} octets received; gave up")
+
+    def _end(self, kind: str, detail: str = "") -> None:
+        if not self.ended:
+            self.ended = kind
+            self.transcript.event(f"connection {kind} by server" + (f": {detail}" if detail else ""))
+
+    def buffered(self) -> bytes:
+        """Bytes received but not yet parsed, including what sits unread in the stream."""
+        pending = self.parser.pending()
+        inner = getattr(self.reader, "_buffer", b"")
+        return pending + bytes(inner)
+
+    async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None, timeout: float) -> str | None:
+        """Upgrade in place after a 220 to STARTTLS. Returns an error text, or None on success."""
+        assert self.writer is not None
+        # Plaintext that arrived before the handshake must not be read as if it came over TLS.
+        self.parser.buffer.clear()
+        inner = getattr(self.reader, "_buffer", None)
+        if isinstance(inner, bytearray):
+            inner.clear()
+        self.transcript.event("TLS handshake")
+        try:
+            await asyncio.wait_for(
+                self.writer.start_tls(ctx, server_hostname=server_hostname, ssl_handshake_timeout=timeout),
+                timeout + 1,
+            )
+        except TimeoutError:
+            self.transcript.event("TLS handshake timed out")
+            return f"TLS handshake did not finish within {timeout:g} s"
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            self._end("reset", f"TLS handshake failed: {exc}")
+            return f"TLS handshake failed: {exc}"
+        self.tls = True
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        version = ssl_object.version() if ssl_object else "?"
+        cipher = ssl_object.cipher()[0] if ssl_object else "?"
+        self.transcript.event(f"TLS established: {version} {cipher}")
+        return None
+
+    async def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
+            self.writer.transport.abort()

@@ -1,0 +1,283 @@
+"""The dialogue engine: replays one scenario over one connection and judges every observation."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .connection import ConnectError, Connection, Event, Observation
+from .model import (
+    Alternative,
+    Expectation,
+    Level,
+    Outcome,
+    Payload,
+    Read,
+    RequireKeywords,
+    Scenario,
+    Sleep,
+    Source,
+    TLSHandshake,
+    Write,
+)
+from .reply import Reply
+from .templates import render
+from .transcript import Transcript
+
+
+@dataclass
+class Endpoint:
+    """Where and how to connect: what a Target hands the engine."""
+
+    host: str
+    port: int
+    implicit_tls: bool = False
+    server_hostname: str | None = None
+
+
+@dataclass
+class Settings:
+    timeout: float = 10.0  # per reply
+    budget: float = 120.0  # per scenario, whatever the steps
+    tls_context: Callable[[], ssl.SSLContext] | None = None
+
+
+@dataclass
+class Decisive:
+    index: int
+    source: Source
+    expected: list[str]
+    actual: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"index": self.index, "line": self.source.line, "file": self.source.file,
+                "yaml": self.source.text, "expected": self.expected, "actual": self.actual}
+
+
+@dataclass
+class DialogueResult:
+    outcome: Outcome
+    message: str
+    duration_s: float
+    transcript: Transcript
+    branch: list[str] = field(default_factory=list)
+    decisive: Decisive | None = None
+    codes: list[int | None] = field(default_factory=list)
+    decisive_code: int | None = None
+    connection: str = "open"
+    findings: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+
+
+class _Stop(Exception):
+    """Ends the dialogue early; the verdict is already recorded."""
+
+
+def _code_matches(pattern: str, code: int) -> bool:
+    text = str(code)
+    return len(pattern) == 3 and all(p in ("x", c) for p, c in zip(pattern, text, strict=True))
+
+
+def _enhanced_matches(pattern: str, actual: str | None) -> bool:
+    if actual is None:
+        return False
+    want, got = pattern.split("."), actual.split(".")
+    return len(got) == 3 and all(w in ("x", g) for w, g in zip(want, got, strict=True))
+
+
+def matches(alt: Alternative, obs: Observation) -> bool:
+    if isinstance(obs, Event):
+        if alt.close:
+            return obs.kind in ("closed", "reset") if alt.close == "any" else obs.kind == {
+                "clean": "closed", "reset": "reset"}[alt.close]
+        return alt.silence and obs.kind == "timeout" and not obs.partial
+    if alt.close or alt.silence or obs.code is None:
+        return False
+    if alt.codes and not any(_code_matches(p, obs.code) for p in alt.codes):
+        return False
+    if alt.enhanced and not _enhanced_matches(alt.enhanced, obs.enhanced):
+        return False
+    return not (alt.text and not re.search(alt.text, obs.text))
+
+
+def describe(obs: Observation) -> str:
+    if isinstance(obs, Event):
+        return obs.summary()
+    if obs.code is None:
+        return f"malformed reply '{obs.summary()}'"
+    return obs.summary()
+
+
+class Dialogue:
+    def __init__(self, scenario: Scenario, endpoint: Endpoint, values: dict[str, str], settings: Settings,
+                 level: Level | None = None) -> None:
+        self.scenario = scenario
+        self.endpoint = endpoint
+        self.values = values
+        self.settings = settings
+        self.level = level or scenario.level
+        self.transcript = Transcript()
+        self.conn = Connection(self.transcript)
+        self.outcome = Outcome.PASS
+        self.message = ""
+        self.branch: list[str] = []
+        self.decisive: Decisive | None = None
+        self.decisive_code: int | None = None
+        self.last_code: int | None = None
+        self.codes: list[int | None] = []
+        self.findings: list[str] = []
+        self.keywords: list[str] = []
+        self.step_index = 0
+
+    async def run(self) -> DialogueResult:
+        started = time.monotonic()
+        budget = self.scenario.timeout or self.settings.budget
+        try:
+            await asyncio.wait_for(self._run(), budget)
+        except ConnectError as exc:
+            self.outcome, self.message = Outcome.ERROR, str(exc)
+        except TimeoutError:
+            self._grade(self.level.miss_outcome, f"scenario did not finish within {budget:g} s (server too slow)")
+        finally:
+            await self.conn.close()
+        if self.outcome is Outcome.PASS and self.level is Level.INFO:
+            self.outcome = Outcome.INFO
+            self.message = "; ".join(self.branch) or "behaviour recorded"
+        if self.outcome is Outcome.PASS and not self.message:
+            self.message = "all replies as required"
+        connection = self.conn.ended or ("timeout" if self.conn.timed_out else "open")
+        return DialogueResult(
+            outcome=self.outcome, message=self.message, duration_s=round(time.monotonic() - started, 4),
+            transcript=self.transcript, branch=self.branch, decisive=self.decisive, codes=self.codes,
+            decisive_code=self.decisive_code if self.decisive else self.last_code, connection=connection,
+            findings=self.findings, keywords=self.keywords,
+        )
+
+    async def _run(self) -> None:
+        ep = self.endpoint
+        tls = self._tls_context() if ep.implicit_tls else None
+        await self.conn.open(ep.host, ep.port, self.settings.timeout, tls, ep.server_hostname)
+        try:
+            for index, action in enumerate(self.scenario.actions):
+                self.step_index = index
+                if isinstance(action, Write):
+                    await self._write(action)
+                elif isinstance(action, Read):
+                    await self._expect(action.expect)
+                elif isinstance(action, TLSHandshake):
+                    await self._tls(action)
+                elif isinstance(action, Sleep):
+                    await asyncio.sleep(action.seconds)
+                elif isinstance(action, RequireKeywords):
+                    self._require(action)
+        except _Stop:
+            pass
+
+    # ----- actions -----------------------------------------------------------------------------
+    async def _write(self, action: Write) -> None:
+        data = b"".join(self._payload_bytes(p) for p in action.payloads)
+        await self.conn.send(data, self.settings.timeout, action.chunk_size, action.delay)
+        for expect in action.expects:
+            await self._expect(expect)
+
+    def _payload_bytes(self, payload: Payload) -> bytes:
+        values = self.values if not payload.index else {**self.values, "i": str(payload.index)}
+        body = render(payload.template, values)
+        if payload.kind == "line":
+            return body + b"\r\n"
+        if payload.kind == "raw":
+            return body
+        return dot_stuff(body)
+
+    async def _expect(self, expect: Expectation) -> None:
+        timeout = expect.timeout or self.settings.timeout
+        obs = await self.conn.next(timeout)
+        if isinstance(obs, Reply):
+            self.codes.append(obs.code)
+            self.last_code = obs.code
+            for finding in obs.findings:
+                if finding not in self.findings:
+                    self.findings.append(finding)
+            if expect.captures_ehlo and obs.code == 250:
+                self.keywords = obs.keywords()
+        for alt in expect.alternatives:
+            if matches(alt, obs):
+                if alt.note:
+                    self.branch.append(alt.note)
+                if alt.outcome is not Outcome.PASS:
+                    self._grade(alt.outcome, _verdict_text(expect, obs, alt.note), expect.source, expect, obs)
+                if alt.stop or (isinstance(obs, Reply) and obs.truncated):
+                    raise _Stop
+                return
+        if isinstance(obs, Reply) and obs.code == 421:
+            # §3.8: a server may close with 421 at any time; that is not a violation of this requirement.
+            self._grade(Outcome.INFO, "the server ended the session with 421 before the requirement could be "
+                        f"checked (RFC 5321 §3.8 allows 421 at any time): {obs.summary()}", expect.source,
+                        expect, obs)
+            raise _Stop
+        self._grade(self.level.miss_outcome, _verdict_text(expect, obs), expect.source, expect, obs)
+        raise _Stop
+
+    async def _tls(self, action: TLSHandshake) -> None:
+        leftover = self.conn.buffered()
+        if leftover:
+            self.findings.append(f"server sent {len(leftover)} octets after its 220 to STARTTLS, "
+                                 "before the TLS handshake (RFC 3207 §4.2)")
+        error = await self.conn.start_tls(self._tls_context(), self.endpoint.server_hostname, self.settings.timeout)
+        self.keywords = []  # §4.2 of RFC 3207: everything learnt before TLS is forgotten
+        if error:
+            self._grade(self.level.miss_outcome, error, action.source, None, None, expected=["TLS handshake"])
+            raise _Stop
+
+    def _require(self, action: RequireKeywords) -> None:
+        names = {k.split()[0] for k in self.keywords if k}
+        missing = [k for k in action.keywords if k not in names]
+        if missing:
+            self._grade(Outcome.UNSUPPORTED, f"the server did not advertise {', '.join(missing)} in this session",
+                        action.source, None, None, expected=list(action.keywords))
+            raise _Stop
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self.settings.tls_context is None:
+            from .connection import make_tls_context
+
+            return make_tls_context(verify=False)
+        return self.settings.tls_context()
+
+    # ----- verdicts ----------------------------------------------------------------------------
+    def _grade(self, outcome: Outcome, message: str, source: Source | None = None,
+               expect: Expectation | None = None, obs: Observation | None = None,
+               expected: list[str] | None = None) -> None:
+        """Keep the worst outcome; the first step that produced it is the decisive one."""
+        if outcome.rank <= self.outcome.rank:
+            return
+        self.outcome = outcome
+        self.message = message
+        if source is not None:
+            self.decisive = Decisive(
+                index=self.step_index, source=source,
+                expected=expected if expected is not None else (expect.describe() if expect else []),
+                actual=describe(obs) if obs is not None else message,
+            )
+            self.decisive_code = obs.code if isinstance(obs, Reply) else None
+
+
+def _verdict_text(expect: Expectation, obs: Observation, note: str | None = None) -> str:
+    wanted = [a.describe() for a in expect.alternatives if a.outcome is Outcome.PASS] or expect.describe()
+    head = "Expected: " + (wanted[0] if len(wanted) == 1 else "one of " + ", ".join(wanted))
+    text = f"{head} / Actual: {describe(obs)}"
+    return f"{text} ({note})" if note else text
+
+
+def dot_stuff(body: bytes) -> bytes:
+    """CRLF line ends, a leading '.' doubled (§4.5.2), then the <CRLF>.<CRLF> terminator."""
+    text = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    lines = text.split(b"\r\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    stuffed = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+    return stuffed + b".\r\n"

@@ -1,0 +1,482 @@
+"""YAML scenario files → validated Scenario objects, or one `file:line: problem` per mistake."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+from .model import (
+    Action,
+    Alternative,
+    Expectation,
+    Level,
+    Outcome,
+    Payload,
+    Read,
+    RequireKeywords,
+    Scenario,
+    Sleep,
+    Source,
+    TLSHandshake,
+    Write,
+)
+from .templates import CREDENTIAL_VARIABLES, TemplateError, parse_template
+from .yamlload import Document, YamlError, load_documents
+from .yamlload import Path as DocPath
+
+FRAGMENTS_FILE = "_fragments.yaml"
+MAX_FILE_OCTETS = 4 * 1024 * 1024
+ACTIONS = ("send", "raw", "message", "pipeline", "tls", "wait", "silence", "close", "use", "require")
+# Which modifiers each action takes ("expect" alone is an action too: read one reply).
+MODIFIERS = {
+    "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
+    "raw": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
+    "message": {"expect", "chunks", "delay", "timeout", "note"},
+    "pipeline": {"chunks", "delay", "timeout", "note"},
+    "expect": {"timeout", "note"},
+    "tls": {"timeout", "note"},
+    "wait": {"note"},
+    "silence": {"note"},
+    "close": {"timeout", "note"},
+    "use": {"note"},
+    "require": {"note"},
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass
+class Catalog:
+    scenarios: list[Scenario] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(resources.files("conformance").joinpath("schema/scenario.schema.json").read_text())
+
+
+def load_requirement_ids() -> set[str]:
+    data = json.loads(resources.files("conformance").joinpath("data/requirements.json").read_text())
+    return {entry["id"] for entry in data["requirements"]}
+
+
+def is_scenario_file(path: Path) -> bool:
+    return path.suffix in (".yaml", ".yml") and not path.name.startswith("_")
+
+
+@dataclass
+class _Fragment:
+    steps: list[Any]
+    doc: Document
+    path: DocPath
+    file: str
+    lines: list[str]
+
+
+@dataclass
+class _Context:
+    file: str
+    doc: Document
+    lines: list[str]
+    problems: list[Problem]
+    fragments: dict[str, _Fragment]
+    using: tuple[str, ...] = ()
+
+    def problem(self, path: DocPath, message: str) -> None:
+        self.problems.append(Problem(self.file, self.doc.line(path), message))
+
+    def source(self, path: DocPath) -> Source:
+        first, last = self.doc.lines.get(path, (self.doc.line(path), self.doc.line(path)))
+        chunk = self.lines[first - 1 : last]
+        while chunk and not chunk[-1].strip():
+            chunk.pop()
+        text = textwrap.dedent("\n".join(chunk))
+        return Source(self.file, first, first + max(len(chunk), 1) - 1, text)
+
+
+class Loader:
+    """Loads scenario files; caches fragment files so each is read once per Loader."""
+
+    def __init__(self, requirement_ids: set[str] | None = None) -> None:
+        schema = load_schema()
+        defs = schema["$defs"]
+        check = jsonschema.Draft202012Validator.check_schema
+        check(schema)
+        self._scenario_validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/scenario", "$defs": defs})
+        self._fragments_validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/fragments", "$defs": defs})
+        self._requirement_ids = requirement_ids
+        self._fragment_files: dict[Path, tuple[dict[str, _Fragment], list[Problem]]] = {}
+
+    # ----- files -------------------------------------------------------------------------------
+    def load_paths(self, paths: list[Path]) -> Catalog:
+        catalog = Catalog()
+        files: list[Path] = []
+        for path in paths:
+            if path.is_dir():
+                files.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_scenario_file(p)))
+            elif path.exists():
+                files.append(path)
+            else:
+                catalog.problems.append(Problem(str(path), 0, "no such file or directory"))
+        seen: dict[str, Scenario] = {}
+        for file in files:
+            scenarios, problems = self.load_file(file)
+            catalog.problems.extend(problems)
+            for scenario in scenarios:
+                first = seen.get(scenario.id)
+                if first is not None:
+                    catalog.problems.append(
+                        Problem(scenario.file, scenario.line,
+                                f"duplicate id '{scenario.id}' (first defined at {first.file}:{first.line})")
+                    )
+                    continue
+                seen[scenario.id] = scenario
+                catalog.scenarios.append(scenario)
+        return catalog
+
+    def load_file(self, path: Path) -> tuple[list[Scenario], list[Problem]]:
+        name = _display(path)
+        text, problem = _read_text(path)
+        if problem:
+            return [], [problem]
+        try:
+            docs = load_documents(text)
+        except YamlError as exc:
+            return [], [Problem(name, exc.line, exc.message)]
+        problems: list[Problem] = []
+        fragments, fragment_problems = self._fragments_for(path)
+        problems.extend(fragment_problems)
+        scenarios: list[Scenario] = []
+        if not docs:
+            problems.append(Problem(name, 1, "empty file: expected at least one scenario"))
+        lines = text.splitlines()
+        for doc in docs:
+            scenario = self._scenario(doc, name, lines, fragments, problems)
+            if scenario is not None:
+                scenarios.append(scenario)
+        return scenarios, problems
+
+    def _fragments_for(self, scenario_path: Path) -> tuple[dict[str, _Fragment], list[Problem]]:
+        """Fragments from _fragments.yaml in the scenario's folder and its ancestors (nearest wins)."""
+        merged: dict[str, _Fragment] = {}
+        problems: list[Problem] = []
+        folder = scenario_path.resolve().parent
+        chain = [folder, *folder.parents][:12]
+        for directory in reversed(chain):
+            candidate = directory / FRAGMENTS_FILE
+            if candidate.is_file():
+                found, found_problems = self._fragment_file(candidate)
+                merged.update(found)
+                problems.extend(found_problems)
+        return merged, problems
+
+    def _fragment_file(self, path: Path) -> tuple[dict[str, _Fragment], list[Problem]]:
+        if path in self._fragment_files:
+            # problems are reported once, with the first scenario file that uses them
+            return self._fragment_files[path][0], []
+        name = _display(path)
+        text, problem = _read_text(path)
+        found: dict[str, _Fragment] = {}
+        problems: list[Problem] = [problem] if problem else []
+        if not problem:
+            try:
+                docs = load_documents(text)
+            except YamlError as exc:
+                docs = []
+                problems.append(Problem(name, exc.line, exc.message))
+            lines = text.splitlines()
+            for doc in docs:
+                errors = self._schema_problems(self._fragments_validator, doc, name)
+                problems.extend(errors)
+                if errors:
+                    continue
+                for key, steps in doc.data["fragments"].items():
+                    found[key] = _Fragment(steps, doc, ("fragments", key), name, lines)
+        self._fragment_files[path] = (found, problems)
+        return found, problems
+
+    # ----- one document ------------------------------------------------------------------------
+    def _scenario(self, doc: Document, file: str, lines: list[str], fragments: dict[str, _Fragment],
+                  problems: list[Problem]) -> Scenario | None:
+        data = doc.data
+        if isinstance(data, dict) and "fragments" in data:
+            problems.append(Problem(file, doc.line(("fragments",)),
+                                    f"fragments belong in a file named {FRAGMENTS_FILE}"))
+            return None
+        errors = self._schema_problems(self._scenario_validator, doc, file)
+        if errors:
+            problems.extend(errors)
+            return None
+        ctx = _Context(file, doc, lines, problems, fragments)
+        before = len(problems)
+        actions = self._steps(data["steps"], ("steps",), ctx)
+        variables = frozenset(
+            name
+            for action in _walk_writes(actions)
+            for payload in action.payloads
+            for name in payload.template.variables
+        )
+        requirements = tuple(data.get("requirements", ()))
+        if self._requirement_ids is not None:
+            for i, req in enumerate(requirements):
+                if req not in self._requirement_ids:
+                    ctx.problem(("requirements", i),
+                                f"unknown requirement id '{req}' (see conformance/data/requirements.json)")
+        needs = set(data.get("needs", ()))
+        if variables & CREDENTIAL_VARIABLES:
+            needs.add("credentials")
+        if len(problems) > before:
+            return None
+        return Scenario(
+            id=data["id"],
+            title=data["title"],
+            rfc=str(doc.scalar_text.get(("rfc",), data["rfc"])),
+            section=str(doc.scalar_text.get(("section",), data["section"])),
+            level=Level(data["level"]),
+            quote=" ".join(data["quote"].split()),
+            file=file,
+            line=doc.line(()),
+            actions=tuple(actions),
+            tags=tuple(data.get("tags", ())),
+            requires=tuple(k.upper() for k in data.get("requires", ())),
+            needs=tuple(sorted(needs)),
+            requirements=requirements,
+            description=data.get("description", ""),
+            timeout=data.get("timeout"),
+            variables=variables,
+        )
+
+    def _schema_problems(self, validator: jsonschema.Draft202012Validator, doc: Document,
+                         file: str) -> list[Problem]:
+        out: list[Problem] = []
+        seen: set[tuple[int, str]] = set()
+        for error in validator.iter_errors(doc.data):
+            error = _most_specific(error)
+            path = tuple(error.absolute_path)
+            key = (doc.line(path), _describe_error(error))
+            if key not in seen:
+                seen.add(key)
+                out.append(Problem(file, *key))
+        return sorted(out, key=lambda p: p.line)
+
+    # ----- steps -------------------------------------------------------------------------------
+    def _steps(self, steps: list[Any], path: DocPath, ctx: _Context) -> list[Action]:
+        actions: list[Action] = []
+        for i, step in enumerate(steps):
+            actions.extend(self._step(step, path + (i,), ctx))
+        return actions
+
+    def _step(self, step: dict[str, Any], path: DocPath, ctx: _Context) -> list[Action]:
+        present = [k for k in ACTIONS if k in step]
+        if not present and "expect" in step:
+            present = ["expect"]
+        if len(present) != 1:
+            what = "no action" if not present else "several actions (" + ", ".join(present) + ")"
+            ctx.problem(path, f"a step needs exactly one of {', '.join(ACTIONS)} or a lone expect; found {what}")
+            return []
+        action = present[0]
+        extra = sorted(set(step) - {action} - MODIFIERS[action])
+        if extra:
+            allowed = ", ".join(sorted(MODIFIERS[action])) or "nothing"
+            ctx.problem(path + (extra[0],), f"'{extra[0]}' cannot go with '{action}' (it takes: {allowed})")
+            return []
+        source = ctx.source(path)
+        timeout = step.get("timeout")
+        if action in ("send", "raw", "message"):
+            writes: list[Action] = []
+            for n in range(1, step.get("repeat", 1) + 1):
+                payload, expect = self._item(step, path, ctx, timeout, n if "repeat" in step else 0)
+                if payload is None:
+                    return []
+                writes.append(Write((payload,), (expect,) if expect else (), source,
+                                    step.get("chunks"), step.get("delay", 0.0)))
+            return writes
+        if action == "pipeline":
+            payloads: list[Payload] = []
+            expects: list[Expectation] = []
+            for j, item in enumerate(step["pipeline"]):
+                item_path = path + ("pipeline", j)
+                kinds = [k for k in ("send", "raw", "message") if k in item]
+                if len(kinds) != 1:
+                    ctx.problem(item_path, "a pipelined item needs exactly one of send, raw, message")
+                    return []
+                for n in range(1, item.get("repeat", 1) + 1):
+                    payload, expect = self._item(item, item_path, ctx, timeout, n if "repeat" in item else 0)
+                    if payload is None:
+                        return []
+                    payloads.append(payload)
+                    if expect:
+                        expects.append(expect)
+            return [Write(tuple(payloads), tuple(expects), source, step.get("chunks"), step.get("delay", 0.0))]
+        if action == "expect":
+            expect = self._expectation(step["expect"], path + ("expect",), ctx, timeout, False, source)
+            return [Read(expect)] if expect else []
+        if action == "tls":
+            return [TLSHandshake(source)]
+        if action == "wait":
+            return [Sleep(float(step["wait"]), source)]
+        if action == "silence":
+            alt = Alternative(silence=True)
+            return [Read(Expectation((alt,), source, timeout=float(step["silence"])))]
+        if action == "close":
+            alt = Alternative(close=step["close"])
+            return [Read(Expectation((alt,), source, timeout=timeout))]
+        if action == "require":
+            return [RequireKeywords(tuple(k.upper() for k in step["require"]), source)]
+        # use
+        name = step["use"]
+        fragment = ctx.fragments.get(name)
+        if fragment is None:
+            known = ", ".join(sorted(ctx.fragments)) or "none found"
+            ctx.problem(path + ("use",), f"unknown fragment '{name}' (known: {known})")
+            return []
+        if name in ctx.using or len(ctx.using) > 16:
+            ctx.problem(path + ("use",), f"fragment '{name}' uses itself: {' → '.join(ctx.using + (name,))}")
+            return []
+        inner = _Context(fragment.file, fragment.doc, fragment.lines, ctx.problems, ctx.fragments,
+                         ctx.using + (name,))
+        before = len(ctx.problems)
+        actions = self._steps(fragment.steps, fragment.path, inner)
+        if len(ctx.problems) > before:
+            ctx.problem(path + ("use",), f"fragment '{name}' has errors (see {fragment.file})")
+        return actions
+
+    def _item(self, item: dict[str, Any], path: DocPath, ctx: _Context, timeout: float | None,
+              index: int) -> tuple[Payload | None, Expectation | None]:
+        kind = next(k for k in ("send", "raw", "message") if k in item)
+        try:
+            template = parse_template(item[kind])
+        except TemplateError as exc:
+            ctx.problem(path + (kind,), f"{kind}: {exc}")
+            return None, None
+        if "i" in template.variables and not index:
+            ctx.problem(path + (kind,), "{i} is only defined in a step with repeat")
+            return None, None
+        kind_name = {"send": "line", "raw": "raw", "message": "message"}[kind]
+        payload = Payload(template, kind_name, index)
+        expect = None
+        if "expect" in item:
+            is_ehlo = kind == "send" and item["send"].lstrip().upper().startswith("EHLO")
+            expect = self._expectation(item["expect"], path + ("expect",), ctx, timeout, is_ehlo,
+                                       ctx.source(path))
+            if expect is None:
+                return None, None
+        return payload, expect
+
+    def _expectation(self, value: Any, path: DocPath, ctx: _Context, timeout: float | None,
+                     captures_ehlo: bool, source: Source) -> Expectation | None:
+        items = value if isinstance(value, list) else [value]
+        alternatives: list[Alternative] = []
+        for j, item in enumerate(items):
+            item_path = path + (j,) if isinstance(value, list) else path
+            if not isinstance(item, dict):
+                alternatives.append(Alternative(codes=(str(item),)))
+                continue
+            if ("close" in item or item.get("silence")) and any(k in item for k in ("code", "enhanced", "text")):
+                ctx.problem(item_path,
+                            "an alternative is either a reply (code/enhanced/text) or close/silence, not both")
+                return None
+            if "text" in item:
+                try:
+                    re.compile(item["text"])
+                except re.error as exc:
+                    ctx.problem(item_path + ("text",), f"bad regular expression /{item['text']}/: {exc}")
+                    return None
+            codes = item.get("code", ())
+            codes = tuple(str(c) for c in (codes if isinstance(codes, list) else [codes])) if codes != () else ()
+            alternatives.append(Alternative(
+                codes=codes,
+                enhanced=item.get("enhanced"),
+                text=item.get("text"),
+                close=item.get("close"),
+                silence=bool(item.get("silence", False)),
+                outcome=Outcome(item.get("outcome", "pass")),
+                note=item.get("note"),
+                stop=bool(item.get("stop", False)),
+            ))
+        return Expectation(tuple(alternatives), source, timeout, captures_ehlo)
+
+
+def _walk_writes(actions: list[Action]) -> list[Write]:
+    return [a for a in actions if isinstance(a, Write)]
+
+
+def _read_text(path: Path) -> tuple[str, Problem | None]:
+    name = _display(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return "", Problem(name, 0, f"cannot read: {exc.strerror}")
+    if len(raw) > MAX_FILE_OCTETS:
+        return "", Problem(name, 1, f"file larger than {MAX_FILE_OCTETS} octets")
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return "", Problem(name, line, "not UTF-8 text")
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _most_specific(error: ValidationError) -> ValidationError:
+    while error.context:
+        deeper = best_match(error.context)
+        if deeper is None or deeper is error:
+            break
+        error = deeper
+    return error
+
+
+def _where(error: ValidationError) -> str:
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe_error(error: ValidationError) -> str:
+    where = _where(error)
+    prefix = f"{where}: " if where else ""
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return f"{prefix}missing required key '{missing[0]}'" if missing else prefix + error.message
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{prefix}unknown key '{extra[0]}' (allowed: {', '.join(allowed)})"
+    if error.validator == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        return f"{prefix}{error.instance!r} is not one of: {choices}"
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{prefix}expected {expected}, got {type(error.instance).__name__} {_short(error.instance)}"
+    if error.validator == "pattern":
+        return f"{prefix}{_short(error.instance)} does not match the pattern {error.validator_value}"
+    return prefix + error.message.replace("\n", " ")[:200]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,198 @@
+"""The scenario model: what a YAML scenario means, independent of YAML and of sockets."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NON_STRICT = "non-strict"
+    INFO = "info"
+    UNSUPPORTED = "unsupported"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        """Severity within one dialogue: the worst step decides the scenario."""
+        return _RANK[self]
+
+
+_RANK = {
+    Outcome.PASS: 0,
+    Outcome.INFO: 1,
+    Outcome.NON_STRICT: 2,
+    Outcome.UNSUPPORTED: 3,
+    Outcome.SKIPPED: 3,
+    Outcome.FAIL: 4,
+    Outcome.ERROR: 5,
+}
+
+# Outcomes an author may give an alternative; the others are the harness's to decide.
+AUTHOR_OUTCOMES = ("pass", "fail", "non-strict", "info")
+
+
+class Level(StrEnum):
+    MUST = "MUST"
+    MUST_NOT = "MUST NOT"
+    SHOULD = "SHOULD"
+    SHOULD_NOT = "SHOULD NOT"
+    MAY = "MAY"
+    INFO = "INFO"
+
+    @property
+    def miss_outcome(self) -> Outcome:
+        """What it costs the server when no acceptable alternative matched."""
+        if self in (Level.MUST, Level.MUST_NOT):
+            return Outcome.FAIL
+        if self in (Level.SHOULD, Level.SHOULD_NOT):
+            return Outcome.NON_STRICT
+        return Outcome.INFO
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a step came from, for error messages and failure reports."""
+
+    file: str
+    line: int
+    end_line: int
+    text: str  # the step's YAML lines, verbatim
+
+
+@dataclass(frozen=True)
+class Var:
+    """A `{name}` or `{repeat:TEXT:N}` placeholder."""
+
+    name: str
+    args: tuple[str, ...] = ()
+
+
+TemplatePart = bytes | Var
+
+
+@dataclass(frozen=True)
+class Template:
+    """Scenario text with escapes already decoded and variables left for the target."""
+
+    parts: tuple[TemplatePart, ...]
+    source_text: str
+
+    @property
+    def variables(self) -> set[str]:
+        return {p.name for p in self.parts if isinstance(p, Var)}
+
+
+CODE_PATTERN = re.compile(r"^[2-5][0-9x][0-9x]$")
+ENHANCED_PATTERN = re.compile(r"^[245x]\.(\d{1,3}|x)\.(\d{1,3}|x)$")
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One acceptable (or explicitly graded) observation at a step."""
+
+    codes: tuple[str, ...] = ()  # "250", "2xx", "55x"; empty with no close/silence = any reply
+    enhanced: str | None = None  # "5.5.1", "5.x.x"
+    text: str | None = None  # regex searched in the reply text
+    close: str | None = None  # "clean", "reset" or "any": the server ends the connection instead
+    silence: bool = False  # nothing at all arrives within the step timeout
+    outcome: Outcome = Outcome.PASS
+    note: str | None = None
+    stop: bool = False  # end the dialogue here (e.g. the server refused service)
+
+    def describe(self) -> str:
+        if self.close:
+            desc = {"clean": "connection closed", "reset": "connection reset"}.get(
+                self.close, "connection closed or reset"
+            )
+        elif self.silence:
+            desc = "no reply (silence)"
+        else:
+            desc = "/".join(self.codes) if self.codes else "any reply"
+            if self.enhanced:
+                desc += f" with enhanced code {self.enhanced}"
+            if self.text:
+                desc += f" with text matching /{self.text}/"
+        if self.outcome is not Outcome.PASS:
+            desc += f" [{self.outcome.value}]"
+        return desc
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the next observation (a reply, a close, or silence) may be."""
+
+    alternatives: tuple[Alternative, ...]
+    source: Source
+    timeout: float | None = None
+    captures_ehlo: bool = False  # the command this answers was EHLO: record its keywords
+
+    def describe(self) -> list[str]:
+        return [alt.describe() for alt in self.alternatives]
+
+
+@dataclass(frozen=True)
+class Payload:
+    template: Template
+    kind: str  # "line" (CRLF added), "raw" (verbatim), "message" (CRLF-normalised, dot-stuffed, terminated)
+    index: int = 0  # the value of {i} within a repeat
+
+
+@dataclass(frozen=True)
+class Write:
+    """One socket write (maybe chunked), then the replies it should draw, in order."""
+
+    payloads: tuple[Payload, ...]
+    expects: tuple[Expectation, ...]
+    source: Source
+    chunk_size: int | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Read:
+    expect: Expectation
+
+
+@dataclass(frozen=True)
+class TLSHandshake:
+    source: Source
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+    source: Source
+
+
+@dataclass(frozen=True)
+class RequireKeywords:
+    keywords: tuple[str, ...]
+    source: Source
+
+
+Action = Write | Read | TLSHandshake | Sleep | RequireKeywords
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    rfc: str
+    section: str
+    level: Level
+    quote: str
+    file: str
+    line: int
+    actions: tuple[Action, ...]
+    tags: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()  # EHLO keywords the target must advertise
+    needs: tuple[str, ...] = ()  # target parameters: "credentials", "maildir"
+    requirements: tuple[str, ...] = ()  # ids from the requirements inventory
+    description: str = ""
+    timeout: float | None = None
+    variables: frozenset[str] = field(default_factory=frozenset)

@@ -1,0 +1,408 @@
+"""pytest plugin: scenario files become test items; each item is one scenario against one target.
+
+Registered through the `pytest11` entry point, so `pytest scenarios/ --smtp-target HOST:PORT` works in
+any project that installed smtp-conformance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .dialogue import Settings
+from .loader import Loader, Problem, is_scenario_file, load_requirement_ids
+from .model import Outcome, Scenario
+from .results import build_document, fails_run, write_json
+from .runner import Runner
+from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target
+
+STATE = pytest.StashKey["SmtpSession"]()
+STATUS = {
+    # outcome -> (category, short letter, word) for pytest's terminal
+    "pass": ("passed", ".", "PASS"),
+    "info": ("info", "i", "INFO"),
+    "non-strict": ("non-strict", "n", "NON-STRICT"),
+    "unsupported": ("unsupported", "u", "UNSUPPORTED"),
+    "skipped": ("skipped", "s", "SKIPPED"),
+    "fail": ("failed", "F", "FAIL"),
+    "error": ("error", "E", "ERROR"),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("smtp-conformance", "SMTP conformance scenarios")
+    group.addoption("--smtp-target", action="append", default=[], metavar="TARGET",
+                    help="server under test: builtin, HOST:PORT, cmd:COMMAND-WITH-{port}, image:NAME; "
+                         "optionally LABEL=TARGET; repeatable (default: builtin)")
+    group.addoption("--smtp-targets", metavar="FILE", help="YAML file listing targets with their parameters")
+    group.addoption("--smtp-concurrency", type=int, default=8, metavar="N",
+                    help="dialogues run at once per process (default 8)")
+    group.addoption("--smtp-timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="how long to wait for each reply (default 10)")
+    group.addoption("--smtp-strict", action="store_true", help="NON-STRICT (a SHOULD broken) fails the run too")
+    group.addoption("--smtp-json", metavar="PATH", help="write results JSON here")
+    group.addoption("--smtp-html", metavar="PATH", help="write the HTML report here")
+    for name, help_text in [
+        ("domain", "mail domain of the --smtp-target servers (default example.test)"),
+        ("rcpt", "a recipient they accept (default user@DOMAIN)"),
+        ("foreign-rcpt", "a recipient they must not relay to (default relay-test@foreign.invalid)"),
+        ("sender", "reverse-path for MAIL FROM (default tester@example.net)"),
+        ("client", "name the client gives in EHLO (default client.example.net)"),
+        ("auth", "AUTH credentials USER:PASSWORD"),
+        ("maildir", "Maildir where the server stores accepted mail, for delivery checks"),
+    ]:
+        group.addoption(f"--smtp-{name}", metavar=name.upper().replace("-", "_"), help=help_text)
+    group.addoption("--smtp-tls", choices=["none", "implicit"], default="none",
+                    help="implicit: TLS from the first byte (port 465 style, RFC 8314)")
+    group.addoption("--smtp-verify-tls", action="store_true", help="check server certificates (off by default)")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def cli_params(config: pytest.Config) -> TargetParams:
+    opt = config.getoption
+    params = TargetParams(tls=opt("smtp_tls"), verify_tls=opt("smtp_verify_tls"))
+    changes: dict[str, Any] = {}
+    for name in ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir"):
+        value = opt(f"smtp_{name}")
+        if value:
+            changes[name] = value
+    if opt("smtp_auth"):
+        user, sep, password = opt("smtp_auth").partition(":")
+        if not sep:
+            raise ConfigError(["--smtp-auth: expected USER:PASSWORD"])
+        changes.update(user=user, password=password)
+    return params.with_(**changes)
+
+
+class SmtpSession:
+    """Everything the plugin keeps for one pytest session (no module-level state)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.strict: bool = config.getoption("smtp_strict")
+        self.loader = Loader(load_requirement_ids())
+        self.targets: list[Target] = []
+        self.repro: dict[str, str] = {}
+        self.problems: list[str] = []
+        self.runner: Runner | None = None
+        self.results: list[dict[str, Any]] = []
+        self.identities: dict[str, dict[str, Any]] = {}
+        self.started = dt.datetime.now(dt.UTC)
+        self.registered_marks: set[str] = set()
+        try:
+            self._build_targets()
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+
+    def _build_targets(self) -> None:
+        opt = self.config.getoption
+        params = cli_params(self.config)
+        specs: list[str] = opt("smtp_target")
+        path = opt("smtp_targets")
+        problems: list[str] = []
+        extra = _param_args(self.config)
+        for spec in specs:
+            try:
+                target = parse_target(spec, params)
+            except TargetError as exc:
+                problems.append(f"--smtp-target: {exc}")
+                continue
+            self.targets.append(target)
+            self.repro[target.label] = f"--smtp-target {shlex.quote(spec)}{extra}"
+        if path:
+            found, file_problems = load_targets_file(Path(path), params)
+            problems.extend(str(p) for p in file_problems)
+            for target in found:
+                self.targets.append(target)
+                self.repro[target.label] = f"--smtp-targets {shlex.quote(path)}"
+        if not specs and not path:
+            target = parse_target("builtin", params)
+            self.targets.append(target)
+            self.repro[target.label] = "--smtp-target builtin" + extra
+        labels = [t.label for t in self.targets]
+        for label in sorted({x for x in labels if labels.count(x) > 1}):
+            problems.append(f"two targets share the label '{label}': give them names with LABEL=TARGET")
+        if problems:
+            raise ConfigError(problems)
+
+    def get_runner(self) -> Runner:
+        if self.runner is None:
+            opt = self.config.getoption
+            settings = Settings(timeout=opt("smtp_timeout"))
+            self.runner = Runner(self.targets, settings, opt("smtp_concurrency"))
+        return self.runner
+
+    def close(self) -> None:
+        """Stop every target; keep their identities (with final logs) for the report."""
+        if self.runner is not None:
+            self.runner.close()
+            for identity in self.runner.identities():
+                self.identities[identity["label"]] = identity
+            self.runner = None
+
+    # ----- hooks of this session (registered as a plugin object) --------------------------------------
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.problems:
+            pytest.exit("\n".join(self.problems), returncode=2)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Submit every selected item up front; the runner's semaphore bounds what runs at once."""
+        if _is_worker(self.config) or self.config.option.collectonly:
+            return
+        self._prefetch([i for i in session.items if isinstance(i, ScenarioItem)])
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        if _is_worker(self.config) and isinstance(item, ScenarioItem):
+            # xdist feeds a worker its items through a queue: look ahead into it.
+            self._prefetch([item, *([nextitem] if nextitem else []), *_xdist_upcoming(item)])
+
+    def _prefetch(self, items: list[pytest.Item]) -> None:
+        scenario_items = [i for i in items if isinstance(i, ScenarioItem)]
+        if scenario_items:
+            runner = self.get_runner()
+            for item in scenario_items:
+                runner.submit(item.scenario, item.target_label)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+        outcome = yield
+        report = outcome.get_result()
+        if isinstance(item, ScenarioItem) and call.when == "call" and item.smtp_result is not None:
+            # an attribute survives xdist's report serialisation; user_properties would land in JUnit XML
+            report.smtp_result = item.smtp_result
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        result = getattr(report, "smtp_result", None)
+        if result is None or report.when != "call":
+            return None
+        category, letter, word = STATUS.get(result["outcome"], ("passed", ".", "PASS"))
+        if result["outcome"] == "non-strict" and report.failed:
+            category, letter = "failed", "N"
+        return category, letter, word
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        result = getattr(report, "smtp_result", None)
+        if result is not None and report.when == "call" and not _is_worker(self.config):
+            self.results.append(result)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist controller: a worker finished; take the target identities it saw."""
+        for identity in getattr(node, "workeroutput", {}).get("smtp_targets", []):
+            self.identities.setdefault(identity["label"], identity)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.close()
+        if _is_worker(self.config):
+            self.config.workeroutput["smtp_targets"] = list(self.identities.values())  # type: ignore[attr-defined]
+            return
+        self.document = self._document()
+        self.written: list[str] = []
+        json_path, html_path = self.config.getoption("smtp_json"), self.config.getoption("smtp_html")
+        if json_path:
+            write_json(self.document, Path(json_path))
+            self.written.append(json_path)
+        if html_path:
+            from .report.html import write_html
+
+            write_html(self.document, Path(html_path))
+            self.written.append(html_path)
+
+    def _document(self) -> dict[str, Any]:
+        ordered = []
+        for target in self.targets:
+            ordered.append(self.identities.get(target.label) or {
+                "label": target.label, "kind": target.kind, "spec": target.spec, "address": "", "banner": "",
+                "ehlo_keywords": [], "tls_ehlo_keywords": [], "tls": "none", "params": target.params.public(),
+                "details": {}, "error": "not started (no scenario selected for it)", "logs": {}})
+        finished = dt.datetime.now(dt.UTC)
+        return build_document(self.results, ordered, self.started, finished, sys.argv, self.strict)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if _is_worker(self.config) or not self.results:
+            return
+        summary = self.document["summary"]
+        tr = terminalreporter
+        tr.section("smtp-conformance")
+        shown = [o for o in ("pass", "fail", "non-strict", "info", "unsupported", "skipped", "error")]
+        tr.write_line(f"{'target':<28}" + "".join(f"{o:>12}" for o in shown))
+        for label, counts in summary["targets"].items():
+            tr.write_line(f"{label[:27]:<28}" + "".join(f"{counts.get(o, 0):>12}" for o in shown))
+        for path in self.written:
+            tr.write_line(f"report written: {path}")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.close()
+
+
+def _param_args(config: pytest.Config) -> str:
+    out = ""
+    for name in ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir"):
+        value = config.getoption(f"smtp_{name}")
+        if value:
+            out += f" --smtp-{name.replace('_', '-')} {shlex.quote(value)}"
+    if config.getoption("smtp_auth"):
+        out += " --smtp-auth USER:PASSWORD"
+    if config.getoption("smtp_tls") != "none":
+        out += f" --smtp-tls {config.getoption('smtp_tls')}"
+    return out
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    state = SmtpSession(config)
+    config.stash[STATE] = state
+    config.pluginmanager.register(state, "smtp-conformance-session")
+    for mark in ("must", "should", "may", "info"):
+        config.addinivalue_line("markers", f"{mark}: scenarios of level {mark.upper()}")
+    if not _is_worker(config) and hasattr(signal, "SIGTERM"):
+        # SIGTERM must still stop targets (containers, processes): turn it into a KeyboardInterrupt.
+        def on_term(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt("SIGTERM")
+
+        with contextlib.suppress(ValueError):  # not in the main thread
+            signal.signal(signal.SIGTERM, on_term)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if is_scenario_file(file_path) and "scenarios" in file_path.parts:
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFileError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> list[ScenarioItem]:
+        state = self.config.stash[STATE]
+        scenarios, problems = state.loader.load_file(self.path)
+        if problems:
+            raise ScenarioFileError(problems)
+        items = []
+        for scenario in scenarios:
+            marks = [*scenario.tags, _level_mark(scenario), f"rfc{scenario.rfc}"]
+            for mark in marks:
+                if mark not in state.registered_marks:
+                    self.config.addinivalue_line("markers", f"{mark}: scenarios tagged {mark}")
+                    state.registered_marks.add(mark)
+            for target in state.targets:
+                item = ScenarioItem.from_parent(self, name=f"{scenario.id}[{target.label}]", scenario=scenario,
+                                                target_label=target.label)
+                for mark in marks:
+                    item.add_marker(mark)
+                items.append(item)
+        return items
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, ScenarioFileError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)  # type: ignore[return-value]
+
+
+def _level_mark(scenario: Scenario) -> str:
+    return scenario.level.value.split()[0].lower()
+
+
+class ScenarioFailed(Exception):
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result["message"])
+        self.result = result
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Scenario, target_label: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.target_label = target_label
+        self.smtp_result: dict[str, Any] | None = None
+
+    def runtest(self) -> None:
+        state = self.config.stash[STATE]
+        result = state.get_runner().result(self.scenario, self.target_label)
+        result["nodeid"] = self.nodeid
+        result["reproduce"] = f"pytest {shlex.quote(self.nodeid)} {state.repro.get(self.target_label, '')}".strip()
+        self.smtp_result = result
+        self.user_properties.append(("smtp_outcome", result["outcome"]))
+        outcome = result["outcome"]
+        if outcome in (Outcome.UNSUPPORTED.value, Outcome.SKIPPED.value):
+            pytest.skip(f"{outcome}: {result['message']}")
+        if fails_run(outcome, state.strict):
+            raise ScenarioFailed(result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, ScenarioFailed):
+            return format_failure(excinfo.value.result)
+        return super().repr_failure(excinfo)  # type: ignore[return-value]
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.scenario.line - 1, f"{self.scenario.id} [{self.target_label}]"
+
+
+def format_failure(r: dict[str, Any]) -> str:
+    """h2spec-style: what the RFC says, what was acceptable, what came back, and the dialogue."""
+    lines = [
+        f"{r['id']} [{r['target']}]: {r['outcome'].upper()} ({r['level']}, RFC {r['rfc']} §{r['section']})",
+        f"  {r['title']}",
+        f"  RFC: \"{r['quote']}\"",
+        f"  {r['message']}",
+    ]
+    step = r.get("step")
+    if step:
+        lines.append("")
+        lines.append(f"  Step {step['index'] + 1} ({step['file']}:{step['line']}):")
+        lines.extend("    " + line for line in str(step["yaml"]).splitlines())
+        if step.get("expected"):
+            expected = step["expected"]
+            lines.append("  Expected: " + (expected[0] if len(expected) == 1 else "one of " + " | ".join(expected)))
+        lines.append(f"  Actual:   {step['actual']}")
+    if r.get("findings"):
+        lines.append("")
+        lines.append("  Findings: " + "; ".join(r["findings"]))
+    if r.get("transcript"):
+        lines.append("")
+        lines.append("  Transcript:")
+        for entry in r["transcript"][:200]:
+            lines.append(f"    {entry['t']:8.3f} {entry['dir']}: {entry['data']}")
+        if len(r["transcript"]) > 200:
+            lines.append(f"    … {len(r['transcript']) - 200} more entries in the JSON/HTML report")
+    lines.append("")
+    lines.append(f"  Reproduce: {r['reproduce']}")
+    return "\n".join(lines)
+
+
+
+
+def _xdist_upcoming(item: pytest.Item) -> list[pytest.Item]:
+    """Items queued for this xdist worker (indices into session.items); empty if xdist changes."""
+    items = item.session.items
+    for plugin in item.config.pluginmanager.get_plugins():
+        torun = getattr(plugin, "torun", None)
+        queue = getattr(torun, "_items", None)
+        if queue is None:
+            continue
+        try:
+            return [items[i] for i in list(queue) if isinstance(i, int) and 0 <= i < len(items)]
+        except (TypeError, RuntimeError):
+            return []
+    return []

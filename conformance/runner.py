@@ -1,0 +1,207 @@
+"""Runs dialogues concurrently on a private event loop; starts and probes each target once.
+
+pytest runs items one after another; the plugin submits upcoming items here so that their dialogues
+overlap, bounded by a semaphore, and each item then only waits for its own result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .connection import ConnectError, Connection, Event, make_tls_context
+from .dialogue import Dialogue, Endpoint, Settings, describe
+from .escapes import escape_bytes
+from .model import Outcome, Scenario
+from .reply import Reply
+from .results import result_entry
+from .targets.base import Target, TargetError
+from .transcript import Transcript
+
+
+@dataclass
+class TargetState:
+    """What starting and probing a target found out; shared by all its scenarios."""
+
+    target: Target
+    endpoint: Endpoint | None = None
+    error: str | None = None  # could not start or connect: every scenario is an ERROR
+    broken: str | None = None  # no usable greeting: every scenario FAILs without a dialogue
+    banner: str = ""
+    keywords: list[str] = field(default_factory=list)
+    tls_keywords: list[str] = field(default_factory=list)
+    tls: str = "none"
+
+    def keyword_names(self) -> set[str]:
+        return {k.split()[0].upper() for k in self.keywords + self.tls_keywords if k.strip()}
+
+    def identity(self) -> dict[str, Any]:
+        t = self.target
+        return {
+            "label": t.label,
+            "kind": t.kind,
+            "spec": t.spec,
+            "address": f"{self.endpoint.host}:{self.endpoint.port}" if self.endpoint else "",
+            "banner": self.banner,
+            "ehlo_keywords": self.keywords,
+            "tls_ehlo_keywords": self.tls_keywords,
+            "tls": self.tls,
+            "params": t.params.public(),
+            "details": t.details(),
+            "error": self.error or self.broken,
+            "logs": t.logs(),
+        }
+
+
+class Runner:
+    def __init__(self, targets: list[Target], settings: Settings, concurrency: int = 8) -> None:
+        self.targets = {t.label: t for t in targets}
+        self.settings = settings
+        self.concurrency = max(1, concurrency)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="smtp-conformance-runner", daemon=True)
+        self._thread.start()
+        self._futures: dict[tuple[str, str], concurrent.futures.Future[dict[str, Any]]] = {}
+        self._states: dict[str, asyncio.Task[TargetState]] = {}
+        self._started: list[Target] = []
+        self._lock = threading.Lock()
+        self._slots: asyncio.Semaphore | None = None
+        self._target_slots: dict[str, asyncio.Semaphore] = {}
+        self._closed = False
+
+    # ----- public API, called from pytest's thread ---------------------------------------------
+    def submit(self, scenario: Scenario, label: str) -> concurrent.futures.Future[dict[str, Any]]:
+        key = (scenario.id, label)
+        with self._lock:
+            future = self._futures.get(key)
+            if future is None:
+                future = asyncio.run_coroutine_threadsafe(self._run(scenario, label), self.loop)
+                self._futures[key] = future
+            return future
+
+    def result(self, scenario: Scenario, label: str) -> dict[str, Any]:
+        return self.submit(scenario, label).result()
+
+    def identities(self) -> list[dict[str, Any]]:
+        """Identity of every target this runner started or tried to (call after close() for final logs)."""
+        out = []
+        for label in self.targets:
+            task = self._states.get(label)
+            if task is not None and task.done() and not task.cancelled():
+                out.append(task.result().identity())
+        return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for future in list(self._futures.values()):
+            future.cancel()
+        for target in self._started:
+            with contextlib.suppress(Exception):
+                target.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+    # ----- inside the loop ---------------------------------------------------------------------
+    async def _run(self, scenario: Scenario, label: str) -> dict[str, Any]:
+        state = await self._state(label)
+        if state.error:
+            return result_entry(scenario, label, Outcome.ERROR, state.error)
+        if state.broken:
+            return result_entry(scenario, label, Outcome.FAIL, state.broken)
+        missing = [k for k in scenario.requires if k not in state.keyword_names()]
+        if missing:
+            return result_entry(scenario, label, Outcome.UNSUPPORTED,
+                                f"needs EHLO keyword{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+                                "which the target does not advertise")
+        lacking = [n for n in scenario.needs if n not in state.target.capabilities()]
+        if lacking:
+            return result_entry(scenario, label, Outcome.UNSUPPORTED,
+                                f"needs target parameter{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}")
+        assert state.endpoint is not None
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        per_target = self._target_slots.get(label)
+        if per_target is None and state.target.params.concurrency:
+            per_target = self._target_slots[label] = asyncio.Semaphore(state.target.params.concurrency)
+        async with self._slots, per_target or contextlib.nullcontext():
+            params = state.target.params
+            settings = replace(self.settings, tls_context=lambda: make_tls_context(verify=params.verify_tls))
+            dialogue = Dialogue(scenario, state.endpoint, params.values(), settings)
+            outcome = await dialogue.run()
+        return result_entry(scenario, label, outcome.outcome, outcome.message, outcome)
+
+    async def _state(self, label: str) -> TargetState:
+        task = self._states.get(label)
+        if task is None:
+            task = self._states[label] = self.loop.create_task(self._start(self.targets[label]))
+        return await asyncio.shield(task)
+
+    async def _start(self, target: Target) -> TargetState:
+        state = TargetState(target)
+        self._started.append(target)
+        try:
+            state.endpoint = await asyncio.to_thread(target.start)
+        except TargetError as exc:
+            state.error = str(exc)
+            return state
+        except Exception as exc:  # a target kind's bug must not hang the run
+            state.error = f"{target.label}: could not start: {exc.__class__.__name__}: {exc}"
+            return state
+        await self._probe(state)
+        return state
+
+    async def _probe(self, state: TargetState) -> None:
+        """Greeting and EHLO once per target: identity, keywords, and a fast verdict on dead servers."""
+        assert state.endpoint is not None
+        ep = state.endpoint
+        timeout = self.settings.timeout
+        conn = Connection(Transcript())
+        tls = make_tls_context(verify=state.target.params.verify_tls) if ep.implicit_tls else None
+        try:
+            await conn.open(ep.host, ep.port, timeout, tls, ep.server_hostname)
+        except ConnectError as exc:
+            state.error = f"{state.target.label}: {exc}"
+            return
+        try:
+            greeting = await conn.next(timeout)
+            if isinstance(greeting, Reply):
+                state.banner = escape_bytes(greeting.raw[:512]).rstrip()
+            if not isinstance(greeting, Reply) or greeting.code not in (220, 554):
+                state.broken = (f"the server sent no usable greeting (RFC 5321 §3.1 and §4.2 require 220, or 554): "
+                                f"{describe(greeting)}; scenarios were not run")
+                return
+            if greeting.code == 554:
+                return
+            client = state.target.params.values()["client"]
+            await conn.send(f"EHLO {client}\r\n".encode(), timeout)
+            ehlo = await conn.next(timeout)
+            if isinstance(ehlo, Reply) and ehlo.code == 250:
+                state.keywords = ehlo.keywords()
+            if "STARTTLS" in {k.split()[0] for k in state.keywords}:
+                state.tls = "starttls"
+                state.tls_keywords = await self._probe_tls(conn, client, timeout, state)
+            elif ep.implicit_tls:
+                state.tls = "implicit"
+            if not isinstance(ehlo, Event):
+                await conn.send(b"QUIT\r\n", timeout)
+                await conn.next(min(timeout, 2.0))
+        finally:
+            await conn.close()
+
+    async def _probe_tls(self, conn: Connection, client: str, timeout: float, state: TargetState) -> list[str]:
+        await conn.send(b"STARTTLS\r\n", timeout)
+        reply = await conn.next(timeout)
+        if not isinstance(reply, Reply) or reply.code != 220:
+            return []
+        ctx = make_tls_context(verify=state.target.params.verify_tls)
+        if await conn.start_tls(ctx, state.endpoint.server_hostname if state.endpoint else None, timeout):
+            return []
+        await conn.send(f"EHLO {client}\r\n".encode(), timeout)
+        ehlo = await conn.next(timeout)
+        return ehlo.keywords() if isinstance(ehlo, Reply) and ehlo.code == 250 else []

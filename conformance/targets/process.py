@@ -1,0 +1,186 @@
+"""Targets that are local processes: a student's server (`command`) and the embedded default (`builtin`).
+
+The process gets a free loopback port through `{port}`, runs in its own session so that it and every
+child it forks can be killed together, and has its stdout/stderr kept for the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..dialogue import Endpoint
+from ..escapes import escape_bytes
+from .base import Target, TargetError
+
+LOG_TAIL = 64 * 1024
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below pid, found through /proc (children that left the process group too)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """SIGTERM the whole tree, then SIGKILL whatever is left after `grace` seconds."""
+    if proc.poll() is not None and not _descendants(proc.pid):
+        return
+    tree = [proc.pid, *_descendants(proc.pid)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 2.0)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not any(_alive(pid) for pid in tree[1:]):
+                return
+            time.sleep(0.05)
+    proc.poll()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@dataclass
+class ProcessTarget(Target):
+    command: str = ""
+    host: str = "127.0.0.1"
+    workdir: str | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _tmp: str | None = field(default=None, repr=False)
+    _port: int = 0
+    _argv: list[str] = field(default_factory=list, repr=False)
+
+    def argv(self, port: int, tmp: str) -> list[str]:
+        return ["/bin/sh", "-c", self.command.replace("{port}", str(port))]
+
+    def start(self) -> Endpoint:
+        self._tmp = tempfile.mkdtemp(prefix=f"smtp-conformance-{self.kind}-")
+        self._port = free_port(self.host)
+        self._argv = self.argv(self._port, self._tmp)
+        out = open(Path(self._tmp) / "stdout", "wb")  # noqa: SIM115 - owned by the child
+        err = open(Path(self._tmp) / "stderr", "wb")  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                self._argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.workdir,
+                start_new_session=True, env={**os.environ, "PORT": str(self._port)},
+            )
+        except OSError as exc:
+            raise TargetError(f"cannot start {self.spec!r}: {exc.strerror}") from None
+        finally:
+            out.close()
+            err.close()
+        self._wait_listening()
+        return Endpoint(self.host, self._port, implicit_tls=self.params.tls == "implicit", server_hostname=self.host)
+
+    def _wait_listening(self) -> None:
+        """Ready once the port accepts connections; the probe then judges the greeting itself."""
+        deadline = time.monotonic() + self.params.startup_timeout
+        assert self._proc is not None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise TargetError(f"{self.label}: process exited with status {self._proc.returncode} before "
+                                  f"listening on port {self._port}; stderr: {self._tail('stderr', 300)!r}")
+            try:
+                with socket.create_connection((self.host, self._port), timeout=1.0):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise TargetError(f"{self.label}: nothing listened on {self.host}:{self._port} within "
+                          f"{self.params.startup_timeout:g} s")
+
+    def _tail(self, name: str, limit: int = LOG_TAIL) -> str:
+        if not self._tmp:
+            return ""
+        try:
+            with open(Path(self._tmp) / name, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - limit))
+                return escape_bytes(fh.read()).replace("\\n", "\n")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            kill_tree(self._proc)
+        # logs are read before the temporary directory goes
+        self._logs = {"stdout": self._tail("stdout"), "stderr": self._tail("stderr")}
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def logs(self) -> dict[str, str]:
+        if self._tmp:
+            return {"stdout": self._tail("stdout"), "stderr": self._tail("stderr")}
+        return getattr(self, "_logs", {})
+
+    def details(self) -> dict[str, object]:
+        info: dict[str, object] = {"command": shlex.join(self._argv) if self._argv else self.command}
+        if self._proc is not None:
+            info["pid"] = self._proc.pid
+            if self._proc.poll() is not None:
+                info["exit_status"] = self._proc.returncode
+        return info
+
+
+@dataclass
+class CommandTarget(ProcessTarget):
+    kind: str = "command"
+
+
+@dataclass
+class BuiltinTarget(ProcessTarget):
+    """aiosmtpd in a child process, delivering to a Maildir in a temporary directory."""
+
+    kind: str = "builtin"
+
+    def argv(self, port: int, tmp: str) -> list[str]:
+        maildir = self.params.maildir or str(Path(tmp) / "Maildir")
+        self.params = self.params.with_(maildir=maildir)
+        return [sys.executable, "-m", "conformance.builtin", "--host", self.host, "--port", str(port),
+                "--maildir", maildir, "--domain", self.params.domain]
+
+    def details(self) -> dict[str, object]:
+        import aiosmtpd
+
+        return {**super().details(), "server": f"aiosmtpd {aiosmtpd.__version__}"}

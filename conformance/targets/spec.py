@@ -1,0 +1,128 @@
+"""Turning `--target` strings and targets files into Target objects."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from ..loader import Problem, _describe_error, _most_specific
+from ..yamlload import YamlError, load_documents
+from .address import AddressTarget
+from .base import Target, TargetError, TargetParams
+from .process import BuiltinTarget, CommandTarget
+
+_LABEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
+_HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$")
+PARAM_KEYS = ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "tls", "verify_tls",
+              "concurrency", "startup_timeout")
+
+
+def sanitize_label(label: str) -> str:
+    """Labels appear in pytest node ids: keep them free of '::' and brackets."""
+    clean = re.sub(r"[^A-Za-z0-9_.:@+-]+", "-", label).replace("::", ":").strip("-")
+    return clean or "target"
+
+
+def parse_target(text: str, params: TargetParams | None = None) -> Target:
+    """`builtin`, `HOST:PORT`, `[::1]:PORT`, `cmd:COMMAND {port}`, each optionally `LABEL=...`."""
+    params = params or TargetParams()
+    text = text.strip()
+    label = None
+    match = _LABEL.match(text)
+    if match and not text.startswith(("cmd:", "command:", "image:")):
+        label, text = match.group(1), match.group(2).strip()
+    if not text:
+        raise TargetError("empty target")
+    if text == "builtin":
+        return BuiltinTarget(label=sanitize_label(label or "builtin"), spec="builtin", params=params)
+    for prefix in ("cmd:", "command:"):
+        if text.startswith(prefix):
+            command = text[len(prefix):].strip()
+            if not command:
+                raise TargetError(f"target {text!r}: the command is empty")
+            if "{port}" not in command:
+                raise TargetError(f"target {text!r}: the command must contain {{port}} (the port to listen on)")
+            default = "cmd-" + Path(command.split()[0]).name if command.split() else "cmd"
+            if len(command.split()) > 1:
+                default += "-" + Path(command.split()[-1]).stem
+            return CommandTarget(label=sanitize_label(label or default), spec=text, params=params, command=command)
+    if text.startswith("image:"):
+        from .container import ImageTarget  # imported lazily: testcontainers is heavy
+
+        return ImageTarget.from_spec(text[len("image:"):], label, params)
+    hp = _HOSTPORT.match(text)
+    if hp:
+        port = int(hp.group("port"))
+        if not 0 < port < 65536:
+            raise TargetError(f"target {text!r}: port out of range")
+        host = hp.group("v6") or hp.group("host")
+        return AddressTarget(label=sanitize_label(label or text), spec=text, params=params, host=host, port=port)
+    raise TargetError(f"target {text!r} is not builtin, HOST:PORT, cmd:COMMAND or image:NAME")
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads(resources.files("conformance").joinpath("schema/targets.schema.json").read_text())
+
+
+def load_targets_file(path: Path, defaults: TargetParams | None = None) -> tuple[list[Target], list[Problem]]:
+    """A YAML file `targets: [...]`; each entry one kind (address, command, builtin, image) + parameters."""
+    defaults = defaults or TargetParams()
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [Problem(name, 0, f"cannot read targets file: {exc}")]
+    try:
+        docs = load_documents(text)
+    except YamlError as exc:
+        return [], [Problem(name, exc.line, exc.message)]
+    if len(docs) != 1:
+        return [], [Problem(name, 1, "a targets file holds exactly one YAML document")]
+    doc = docs[0]
+    validator = jsonschema.Draft202012Validator(_schema())
+    problems = []
+    for error in validator.iter_errors(doc.data):
+        error = _most_specific(error)
+        problems.append(Problem(name, doc.line(tuple(error.absolute_path)), _describe_error(error)))
+    if problems:
+        return [], sorted(set(problems), key=lambda p: p.line)
+    targets: list[Target] = []
+    labels: dict[str, int] = {}
+    for i, entry in enumerate(doc.data["targets"]):
+        line = doc.line(("targets", i))
+        overrides = {k: entry[k] for k in PARAM_KEYS if k in entry}
+        if "auth" in entry:
+            user, _, password = str(entry["auth"]).partition(":")
+            overrides.update(user=user, password=password)
+        params = defaults.with_(**overrides)
+        kinds = [k for k in ("address", "command", "builtin", "image") if k in entry]
+        try:
+            if kinds[0] == "address":
+                target = parse_target(str(entry["address"]), params)
+            elif kinds[0] == "command":
+                target = parse_target("cmd:" + entry["command"], params)
+                if "workdir" in entry:
+                    target.workdir = str((path.parent / entry["workdir"]).resolve())  # type: ignore[attr-defined]
+            elif kinds[0] == "builtin":
+                target = parse_target("builtin", params)
+            else:
+                from .container import ImageTarget
+
+                target = ImageTarget.from_entry(entry, params)
+        except TargetError as exc:
+            problems.append(Problem(name, line, str(exc)))
+            continue
+        if "label" in entry:
+            target.label = sanitize_label(str(entry["label"]))
+        if target.label in labels:
+            first = labels[target.label]
+            problems.append(Problem(name, line, f"duplicate label '{target.label}' (first at line {first})"))
+            continue
+        labels[target.label] = line
+        targets.append(target)
+    return targets, problems

@@ -1,0 +1,111 @@
+"""`{variable}` templates in scenario text: parsed when a scenario loads, rendered per target."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+
+from .escapes import EscapeError, decode_escapes
+from .model import Template, TemplatePart, Var
+
+# Variables a scenario may use; their values come from the target's parameters.
+VARIABLES = {
+    "domain": "the target's mail domain (default example.test)",
+    "rcpt": "a recipient the target accepts (default user@<domain>)",
+    "foreign_rcpt": "a recipient in a domain the target must not relay to",
+    "sender": "a reverse-path for MAIL FROM",
+    "client": "the client's name for EHLO/HELO",
+    "user": "AUTH user name",
+    "password": "AUTH password",
+    "auth_plain": "base64 of \\0user\\0password for AUTH PLAIN",
+    "auth_login_user": "base64 of the user name for AUTH LOGIN",
+    "auth_login_password": "base64 of the password for AUTH LOGIN",
+    "i": "the repetition number (1, 2, …) inside a step with repeat",
+}
+CREDENTIAL_VARIABLES = frozenset({"user", "password", "auth_plain", "auth_login_user", "auth_login_password"})
+MAX_REPEAT_OCTETS = 64 * 1024 * 1024
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def parse_template(text: str) -> Template:
+    """Split text into literal bytes and placeholders; `{{` and `}}` are literal braces."""
+    parts: list[TemplatePart] = []
+    literal: list[str] = []
+    i = 0
+
+    def flush() -> None:
+        if literal:
+            try:
+                parts.append(decode_escapes("".join(literal)))
+            except EscapeError as exc:
+                raise TemplateError(str(exc)) from None
+            literal.clear()
+
+    while i < len(text):
+        ch = text[i]
+        if ch == "{" and text.startswith("{{", i):
+            literal.append("{")
+            i += 2
+        elif ch == "}" and text.startswith("}}", i):
+            literal.append("}")
+            i += 2
+        elif ch == "{":
+            end = text.find("}", i)
+            if end < 0:
+                raise TemplateError("unclosed '{' (write {{ for a literal brace)")
+            flush()
+            parts.append(_parse_placeholder(text[i + 1 : end]))
+            i = end + 1
+        elif ch == "}":
+            raise TemplateError("stray '}' (write }} for a literal brace)")
+        else:
+            literal.append(ch)
+            i += 1
+    flush()
+    return Template(parts=tuple(parts), source_text=text)
+
+
+def _parse_placeholder(body: str) -> Var:
+    if body.startswith("repeat:"):
+        text, sep, count = body[len("repeat:") :].rpartition(":")
+        if not sep or not text or not count.isdigit():
+            raise TemplateError(f"'{{{body}}}': write {{repeat:TEXT:COUNT}}, e.g. {{repeat:a:64}}")
+        try:
+            unit = decode_escapes(text)
+        except EscapeError as exc:
+            raise TemplateError(str(exc)) from None
+        if len(unit) * int(count) > MAX_REPEAT_OCTETS:
+            raise TemplateError(f"'{{{body}}}' would be over {MAX_REPEAT_OCTETS} octets")
+        return Var("repeat", (text, count))
+    if body not in VARIABLES:
+        known = ", ".join(sorted(VARIABLES))
+        raise TemplateError(f"unknown variable '{{{body}}}' (known: {known}, repeat:TEXT:N)")
+    return Var(body)
+
+
+def render(template: Template, values: Mapping[str, str]) -> bytes:
+    out = bytearray()
+    for part in template.parts:
+        if isinstance(part, bytes):
+            out += part
+        elif part.name == "repeat":
+            out += decode_escapes(part.args[0]) * int(part.args[1])
+        else:
+            out += values[part.name].encode("utf-8")
+    return bytes(out)
+
+
+def credential_values(user: str, password: str) -> dict[str, str]:
+    def b64(raw: str) -> str:
+        return base64.b64encode(raw.encode("utf-8")).decode("ascii")
+
+    return {
+        "user": user,
+        "password": password,
+        "auth_plain": b64(f"\0{user}\0{password}"),
+        "auth_login_user": b64(user),
+        "auth_login_password": b64(password),
+    }
