@@ -33,6 +33,7 @@ from .yamlload import Document, YamlError, load_documents
 from .yamlload import Path as DocPath
 
 FRAGMENTS_FILE = "_fragments.yaml"
+SHIPPED_FRAGMENTS = Path(__file__).resolve().parent.parent / "scenarios" / FRAGMENTS_FILE
 MAX_FILE_OCTETS = 4 * 1024 * 1024
 ACTIONS = ("send", "raw", "message", "pipeline", "tls", "wait", "silence", "close", "use", "require")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
@@ -113,9 +114,12 @@ class _Context:
 class Loader:
     """Loads scenario files; caches fragment files so each is read once per Loader."""
 
-    def __init__(self, requirement_ids: set[str] | None = None) -> None:
+    def __init__(self, requirement_ids: set[str] | None = None, base_fragments: Path | None = None) -> None:
         schema = load_schema()
         defs = schema["$defs"]
+        self._defs = defs
+        # The shipped fragments (greet, ehlo, …) are available to every scenario folder, not only ours.
+        self._base_fragments = base_fragments if base_fragments is not None else SHIPPED_FRAGMENTS
         check = jsonschema.Draft202012Validator.check_schema
         check(schema)
         self._scenario_validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/scenario", "$defs": defs})
@@ -170,7 +174,14 @@ class Loader:
             scenario = self._scenario(doc, name, lines, fragments, problems)
             if scenario is not None:
                 scenarios.append(scenario)
-        return scenarios, problems
+        seen: dict[str, int] = {}
+        for scenario in list(scenarios):
+            if scenario.id in seen:
+                problems.append(Problem(name, scenario.line,
+                                        f"duplicate id '{scenario.id}' (first defined at line {seen[scenario.id]})"))
+                scenarios.remove(scenario)
+            seen.setdefault(scenario.id, scenario.line)
+        return scenarios, sorted(problems, key=lambda p: (p.file != name, p.file, p.line))
 
     def _fragments_for(self, scenario_path: Path) -> tuple[dict[str, _Fragment], list[Problem]]:
         """Fragments from _fragments.yaml in the scenario's folder and its ancestors (nearest wins)."""
@@ -178,8 +189,10 @@ class Loader:
         problems: list[Problem] = []
         folder = scenario_path.resolve().parent
         chain = [folder, *folder.parents][:12]
-        for directory in reversed(chain):
-            candidate = directory / FRAGMENTS_FILE
+        candidates = [directory / FRAGMENTS_FILE for directory in reversed(chain)]
+        if self._base_fragments.is_file() and self._base_fragments.resolve() not in candidates:
+            candidates.insert(0, self._base_fragments.resolve())
+        for candidate in candidates:
             if candidate.is_file():
                 found, found_problems = self._fragment_file(candidate)
                 merged.update(found)
@@ -264,16 +277,7 @@ class Loader:
 
     def _schema_problems(self, validator: jsonschema.Draft202012Validator, doc: Document,
                          file: str) -> list[Problem]:
-        out: list[Problem] = []
-        seen: set[tuple[int, str]] = set()
-        for error in validator.iter_errors(doc.data):
-            error = _most_specific(error)
-            path = tuple(error.absolute_path)
-            key = (doc.line(path), _describe_error(error))
-            if key not in seen:
-                seen.add(key)
-                out.append(Problem(file, *key))
-        return sorted(out, key=lambda p: p.line)
+        return schema_problems(validator, doc, file, self._defs)
 
     # ----- steps -------------------------------------------------------------------------------
     def _steps(self, steps: list[Any], path: DocPath, ctx: _Context) -> list[Action]:
@@ -413,6 +417,24 @@ class Loader:
         return Expectation(tuple(alternatives), source, timeout, captures_ehlo)
 
 
+def schema_problems(validator: jsonschema.Draft202012Validator, doc: Document, file: str,
+                    defs: dict[str, Any] | None = None) -> list[Problem]:
+    """JSON Schema errors as one `file:line: problem` each, pointing at the most specific line."""
+    out: list[Problem] = []
+    seen: set[tuple[int, str]] = set()
+    for error in validator.iter_errors(doc.data):
+        error = _most_specific(error, defs)
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            path += tuple(extra[:1])  # point at the offending key's own line
+        key = (doc.line(path), _describe_error(error, defs))
+        if key not in seen:
+            seen.add(key)
+            out.append(Problem(file, *key))
+    return sorted(out, key=lambda p: p.line)
+
+
 def _walk_writes(actions: list[Action]) -> list[Write]:
     return [a for a in actions if isinstance(a, Write)]
 
@@ -439,9 +461,17 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _most_specific(error: ValidationError) -> ValidationError:
+def _is_reply_pattern_schema(error: ValidationError, defs: dict[str, Any] | None) -> bool:
+    return defs is not None and any(error.schema is defs.get(k) for k in ("expect", "alternative", "code"))
+
+
+def _most_specific(error: ValidationError, defs: dict[str, Any] | None = None) -> ValidationError:
+    """Descend anyOf/oneOf to the branch the author most likely meant."""
     while error.context:
-        deeper = best_match(error.context)
+        if _is_reply_pattern_schema(error, defs) and not isinstance(error.instance, dict | list):
+            break  # a scalar where a reply code belongs: say that, not "expected array"
+        candidates = [e for e in error.context if e.validator != "type"] or list(error.context)
+        deeper = best_match(candidates)
         if deeper is None or deeper is error:
             break
         error = deeper
@@ -455,9 +485,12 @@ def _where(error: ValidationError) -> str:
     return out
 
 
-def _describe_error(error: ValidationError) -> str:
+def _describe_error(error: ValidationError, defs: dict[str, Any] | None = None) -> str:
     where = _where(error)
     prefix = f"{where}: " if where else ""
+    if error.validator == "anyOf" and _is_reply_pattern_schema(error, defs):
+        return (f"{prefix}{_short(error.instance)} is not a reply code (200-599, or a wildcard such as \"2xx\") "
+                "nor an alternative mapping (code/enhanced/text/close/silence/outcome/note/stop)")
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return f"{prefix}missing required key '{missing[0]}'" if missing else prefix + error.message

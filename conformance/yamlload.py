@@ -89,8 +89,12 @@ def load_documents(text: str) -> list[Document]:
             docs.append(doc)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context_mark is not None and "end of stream" in problem:
+            # an unclosed quote or bracket: where it was opened is where the mistake is
+            problem = f"{exc.context} (line {exc.context_mark.line + 1}) was never closed: {problem}"
+            mark = exc.context_mark
+        line = mark.line + 1 if mark else 1
         raise YamlError(line, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise YamlError(1, f"YAML error: {str(exc).splitlines()[0]}") from None

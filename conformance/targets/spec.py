@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from ..loader import Problem, _describe_error, _most_specific
+from ..loader import Problem, schema_problems
 from ..yamlload import YamlError, load_documents
 from .address import AddressTarget
 from .base import Target, TargetError, TargetParams
@@ -84,13 +84,9 @@ def load_targets_file(path: Path, defaults: TargetParams | None = None) -> tuple
     if len(docs) != 1:
         return [], [Problem(name, 1, "a targets file holds exactly one YAML document")]
     doc = docs[0]
-    validator = jsonschema.Draft202012Validator(_schema())
-    problems = []
-    for error in validator.iter_errors(doc.data):
-        error = _most_specific(error)
-        problems.append(Problem(name, doc.line(tuple(error.absolute_path)), _describe_error(error)))
+    problems = schema_problems(jsonschema.Draft202012Validator(_schema()), doc, name)
     if problems:
-        return [], sorted(set(problems), key=lambda p: p.line)
+        return [], problems
     targets: list[Target] = []
     labels: dict[str, int] = {}
     for i, entry in enumerate(doc.data["targets"]):

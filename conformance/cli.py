@@ -1,0 +1,208 @@
+"""The `smtp-conformance` command: run (wraps pytest), list, validate, coverage, catalog, cleanup.
+
+Exit codes: 0 no FAIL/ERROR; 1 at least one FAIL or ERROR (or NON-STRICT with --strict);
+2 usage, configuration or scenario errors (one `file:line: problem` line each, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from .loader import Catalog, Loader, load_requirement_ids
+from .model import Scenario
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def default_scenario_paths() -> list[Path]:
+    local = Path("scenarios")
+    if local.is_dir():
+        return [local]
+    shipped = Path(__file__).resolve().parent.parent / "scenarios"
+    return [shipped] if shipped.is_dir() else [local]
+
+
+def load_catalog(paths: list[str] | None) -> Catalog:
+    chosen = [Path(p) for p in paths] if paths else default_scenario_paths()
+    return Loader(load_requirement_ids()).load_paths(chosen)
+
+
+def _print_problems(catalog: Catalog) -> bool:
+    for problem in catalog.problems:
+        print(problem, file=sys.stderr)
+    return bool(catalog.problems)
+
+
+# ----- run --------------------------------------------------------------------------------------------
+TARGET_PARAMS = ["domain", "rcpt", "foreign-rcpt", "sender", "client", "auth", "maildir"]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    from .targets import TargetParams, load_targets_file, parse_target
+    from .targets.base import TargetError
+
+    catalog = load_catalog(args.scenarios)
+    problems = [str(p) for p in catalog.problems]
+    for spec in args.target:
+        try:
+            parse_target(spec, TargetParams())
+        except TargetError as exc:
+            problems.append(f"--target: {exc}")
+    if args.targets:
+        _, file_problems = load_targets_file(Path(args.targets))
+        problems.extend(str(p) for p in file_problems)
+    if args.auth and ":" not in args.auth:
+        problems.append("--auth: expected USER:PASSWORD")
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    pytest_args = ["-p", "no:cacheprovider", "-q", "-o", "console_output_style=classic",
+                   *[str(p) for p in (args.scenarios or default_scenario_paths())]]
+    for spec in args.target:
+        pytest_args += ["--smtp-target", spec]
+    if args.targets:
+        pytest_args += ["--smtp-targets", args.targets]
+    for name in TARGET_PARAMS:
+        value = getattr(args, name.replace("-", "_"))
+        if value:
+            pytest_args += [f"--smtp-{name}", value]
+    if args.tls != "none":
+        pytest_args += ["--smtp-tls", args.tls]
+    if args.verify_tls:
+        pytest_args.append("--smtp-verify-tls")
+    pytest_args += ["--smtp-timeout", str(args.timeout), "--smtp-concurrency", str(args.concurrency)]
+    if args.strict:
+        pytest_args.append("--smtp-strict")
+    if args.json:
+        pytest_args += ["--smtp-json", args.json]
+    if args.html:
+        pytest_args += ["--smtp-html", args.html]
+    if args.junit:
+        pytest_args += ["--junitxml", args.junit]
+    if args.k:
+        pytest_args += ["-k", args.k]
+    if args.tag:
+        pytest_args += ["-m", " or ".join(args.tag)]
+    if args.workers:
+        pytest_args += ["-n", str(args.workers)]
+    pytest_args += args.pytest_args
+    if args.verbose:
+        print("pytest " + shlex.join(pytest_args), file=sys.stderr)
+    code = int(pytest.main(pytest_args))
+    if code == 5:
+        print("no scenarios selected (check -k / --tag)", file=sys.stderr)
+        return EXIT_USAGE
+    return {0: EXIT_OK, 1: EXIT_FAILURES}.get(code, EXIT_USAGE)
+
+
+# ----- list / validate ----------------------------------------------------------------------------------
+def scenario_summary(s: Scenario) -> dict[str, Any]:
+    return {"id": s.id, "title": s.title, "rfc": s.rfc, "section": s.section, "level": s.level.value,
+            "tags": list(s.tags), "requires": list(s.requires), "requirements": list(s.requirements),
+            "file": s.file, "line": s.line}
+
+
+def _section_key(section: str) -> tuple[Any, ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in section.split("."))
+
+
+def sorted_scenarios(scenarios: list[Scenario]) -> list[Scenario]:
+    return sorted(scenarios, key=lambda s: (int(s.rfc) if s.rfc.isdigit() else 0, _section_key(s.section), s.id))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.scenarios)
+    if _print_problems(catalog):
+        return EXIT_USAGE
+    scenarios = sorted_scenarios(catalog.scenarios)
+    if args.tag:
+        scenarios = [s for s in scenarios if set(args.tag) & set(s.tags)]
+    if args.format == "json":
+        print(json.dumps([scenario_summary(s) for s in scenarios], indent=1))
+        return EXIT_OK
+    width = max((len(s.id) for s in scenarios), default=10)
+    print(f"{'ID':<{width}}  {'LEVEL':<10}  {'RFC':<15}  TITLE")
+    for s in scenarios:
+        print(f"{s.id:<{width}}  {s.level.value:<10}  {'RFC ' + s.rfc + ' §' + s.section:<15}  {s.title}")
+    by_rfc: dict[str, int] = {}
+    for s in scenarios:
+        by_rfc[s.rfc] = by_rfc.get(s.rfc, 0) + 1
+    print(f"\n{len(scenarios)} scenarios (" + ", ".join(f"RFC {r}: {n}" for r, n in sorted(by_rfc.items())) + ")")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.paths)
+    if _print_problems(catalog):
+        print(f"{len(catalog.problems)} problem(s)", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{len(catalog.scenarios)} scenarios OK")
+    return EXIT_OK
+
+
+# ----- argument parsing ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smtp-conformance", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the scenarios against targets (wraps pytest)")
+    run.add_argument("--target", action="append", default=[], metavar="TARGET",
+                     help="builtin | HOST:PORT | cmd:COMMAND-WITH-{port} | image:NAME | preset:NAME, "
+                          "optionally LABEL=TARGET; repeatable (default: builtin)")
+    run.add_argument("--targets", metavar="FILE", help="YAML file listing targets with parameters")
+    run.add_argument("--scenarios", action="append", metavar="PATH", help="scenario files or folders")
+    run.add_argument("--json", default="reports/results.json", help="results JSON (default %(default)s)")
+    run.add_argument("--html", default="reports/index.html", help="HTML report (default %(default)s)")
+    run.add_argument("--junit", default="reports/junit.xml", help="JUnit XML (default %(default)s)")
+    run.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply")
+    run.add_argument("--concurrency", type=int, default=8, help="dialogues at once per process")
+    run.add_argument("-n", "--workers", type=int, help="pytest-xdist worker processes")
+    run.add_argument("-k", metavar="EXPR", help="select scenarios by id/target expression (pytest -k)")
+    run.add_argument("--tag", action="append", help="only scenarios with this tag (repeatable)")
+    run.add_argument("--strict", action="store_true", help="NON-STRICT results fail the run too")
+    for name in TARGET_PARAMS:
+        run.add_argument(f"--{name}", help=f"target parameter {name} for the --target servers")
+    run.add_argument("--tls", choices=["none", "implicit"], default="none")
+    run.add_argument("--verify-tls", action="store_true")
+    run.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line")
+    run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="the catalog: id, level, RFC section, title")
+    lst.add_argument("--format", choices=["text", "json"], default="text")
+    lst.add_argument("--tag", action="append")
+    lst.add_argument("--scenarios", action="append", metavar="PATH")
+    lst.set_defaults(func=cmd_list)
+
+    val = sub.add_parser("validate", help="check scenario files; one file:line: problem per mistake")
+    val.add_argument("paths", nargs="*", help="files or folders (default: scenarios/)")
+    val.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"smtp-conformance: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
