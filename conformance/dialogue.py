@@ -95,8 +95,8 @@ def matches(alt: Alternative, obs: Observation) -> bool:
             return obs.kind in ("closed", "reset") if alt.close == "any" else obs.kind == {
                 "clean": "closed", "reset": "reset"}[alt.close]
         return alt.silence and obs.kind == "timeout" and not obs.partial
-    if alt.close or alt.silence or obs.code is None:
-        return False
+    if alt.close or alt.silence or obs.code is None or obs.truncated:
+        return False  # an endless or flooding reply is not a reply, whatever its first line says
     if alt.codes and not any(_code_matches(p, obs.code) for p in alt.codes):
         return False
     if alt.enhanced and not _enhanced_matches(alt.enhanced, obs.enhanced):
@@ -107,8 +107,9 @@ def matches(alt: Alternative, obs: Observation) -> bool:
 def describe(obs: Observation) -> str:
     if isinstance(obs, Event):
         return obs.summary()
-    if obs.code is None:
-        return f"malformed reply '{obs.summary()}'"
+    if obs.code is None or obs.truncated:
+        why = f" ({obs.findings[-1]})" if obs.truncated and obs.findings else ""
+        return f"malformed reply '{obs.summary()}'{why}"
     return obs.summary()
 
 

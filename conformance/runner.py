@@ -172,7 +172,7 @@ class Runner:
             greeting = await conn.next(timeout)
             if isinstance(greeting, Reply):
                 state.banner = escape_bytes(greeting.raw[:512]).rstrip()
-            if not isinstance(greeting, Reply) or greeting.code not in (220, 554):
+            if not isinstance(greeting, Reply) or greeting.code not in (220, 554) or greeting.truncated:
                 state.broken = (f"the server sent no usable greeting (RFC 5321 §3.1 and §4.2 require 220, or 554): "
                                 f"{describe(greeting)}; scenarios were not run")
                 return

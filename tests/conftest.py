@@ -22,3 +22,7 @@ def faulty() -> Iterator[Callable[..., str]]:
     yield start
     for stop in stops:
         stop()
+
+
+# Scenario corpora are inputs for tests, not tests: the tests copy or name them explicitly.
+collect_ignore = ["corpus"]

@@ -1,0 +1,208 @@
+"""The engine end to end: real servers on loopback, and faulty ones it must judge without hanging."""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import shutil
+import time
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.support import REPO, run_suite
+
+ENGINE = REPO / "tests" / "corpus" / "engine" / "scenarios"
+CORE = [str(ENGINE / "features.yaml")]
+RESULTS_SCHEMA = json.loads(resources.files("conformance").joinpath("schema/results.schema.json").read_text())
+
+EXPECTED_BUILTIN = {
+    "engine-pipeline-transaction": "pass",
+    "engine-chunks": "pass",
+    "engine-quit-close": "pass",
+    "engine-silence": "pass",
+    "engine-info-branch": "info",
+    "engine-non-strict-alternative": "non-strict",
+    "engine-require-missing": "unsupported",
+    "engine-requires-top-level": "unsupported",
+    "engine-must-miss": "fail",
+    "engine-should-miss": "non-strict",
+    "engine-credentials": "unsupported",
+}
+
+
+def test_builtin_outcomes_and_documented_json() -> None:
+    run = run_suite(paths=CORE)
+    assert run.outcomes() == EXPECTED_BUILTIN, run.stdout[-3000:]
+    assert run.exit_code == 1  # the MUST miss fails the run
+    jsonschema.validate(run.document, RESULTS_SCHEMA)
+    target = run.document["targets"][0]
+    assert target["kind"] == "builtin" and target["banner"].startswith("220 ")
+    assert "8BITMIME" in target["ehlo_keywords"]
+    info = run.result("engine-info-branch")
+    assert info["branch"] == "NOOP answered 250"
+    miss = run.result("engine-must-miss")
+    assert miss["message"] == "Expected: 554 / Actual: 250 OK"
+    assert miss["step"]["line"] > 0 and "expect: 554" in miss["step"]["yaml"]
+    assert miss["decisive_code"] == 250
+    assert "pytest 'tests/corpus/engine/scenarios/features.yaml::engine-must-miss[builtin]'" in miss["reproduce"]
+    quit_close = run.result("engine-quit-close")
+    assert quit_close["connection"] == "closed"
+    assert quit_close["codes"] == [220, 250, 221]
+    pipelined = run.result("engine-pipeline-transaction")
+    # MAIL + 3 RCPT + DATA went out in a single write
+    writes = [e for e in pipelined["transcript"] if e["dir"] == "C"]
+    assert any(w["data"].count("\\r\\n") == 5 and w["data"].startswith("MAIL FROM") for w in writes)
+    body = next(w["data"] for w in writes if "Subject: pipelined" in w["data"])
+    assert "\\r\\n..leading dot\\r\\n.\\r\\n" in body
+    chunks = [e for e in run.result("engine-chunks")["transcript"] if e["dir"] == "C"]
+    assert [c["data"] for c in chunks[:3]] == ["EHL", "O c", "lie"]
+
+
+def test_strict_makes_non_strict_fail() -> None:
+    run = run_suite("-k", "should-miss", paths=CORE)
+    assert run.exit_code == 0 and run.outcomes() == {"engine-should-miss": "non-strict"}
+    strict = run_suite("-k", "should-miss", "--smtp-strict", paths=CORE)
+    assert strict.exit_code == 1
+
+
+def test_starttls_upgrade_against_a_tls_server(faulty) -> None:
+    address = faulty("starttls")
+    run = run_suite("--smtp-target", f"tls={address}", paths=[str(ENGINE / "starttls.yaml")])
+    assert run.outcomes() == {"engine-starttls": "pass"}, run.stdout[-3000:]
+    events = [e["data"] for e in run.result("engine-starttls")["transcript"] if e["dir"] == "*"]
+    assert any(e.startswith("TLS established: TLSv1.") for e in events)
+    assert run.document["targets"][0]["tls"] == "starttls"
+
+
+def test_starttls_scenario_unsupported_without_starttls(faulty) -> None:
+    run = run_suite("--smtp-target", faulty(), paths=[str(ENGINE / "starttls.yaml")])
+    assert run.outcomes() == {"engine-starttls": "unsupported"}
+
+
+def test_one_run_several_targets(faulty) -> None:
+    good, bad = faulty(), faulty("wrong-codes")
+    run = run_suite("--smtp-target", f"good={good}", "--smtp-target", f"bad={bad}", "-k", "must-miss or quit",
+                    paths=CORE)
+    assert run.outcomes("good") == {"engine-must-miss": "fail", "engine-quit-close": "pass"}
+    assert [t["label"] for t in run.document["targets"]] == ["good", "bad"]
+    assert "[good]" in run.result("engine-quit-close", "good")["nodeid"]
+
+
+def test_xdist_gives_the_same_results() -> None:
+    run = run_suite("-n", "2", paths=CORE)
+    assert run.outcomes() == EXPECTED_BUILTIN
+    assert run.document["targets"][0]["banner"].startswith("220 ")
+
+
+def test_command_target_keeps_logs_and_is_stopped(tmp_path: Path) -> None:
+    script = tmp_path / "server.sh"
+    script.write_text(f"#!/bin/sh\necho starting on $1\nexec {shutil.which('python3') or 'python3'} "
+                      f"-m tests.servers.faulty --port $1\n")
+    script.chmod(0o755)
+    run = run_suite("--smtp-target", f"student=cmd:{script} {{port}}", "-k", "quit", paths=CORE)
+    assert run.outcomes() == {"engine-quit-close": "pass"}, run.stdout[-3000:]
+    target = run.document["targets"][0]
+    assert target["kind"] == "command"
+    assert "starting on" in target["logs"]["stdout"]
+    assert target["details"]["exit_status"] is not None  # it was stopped
+
+
+# ----- misbehaving servers: a verdict within bounded time and memory ---------------------------------
+TIMEOUT = 2.0
+
+
+@pytest.mark.parametrize(("fault", "outcome", "message"), [
+    ("no-greeting", "fail", "no usable greeting"),
+    ("garbage", "fail", "no usable greeting"),
+    ("reset-on-connect", "fail", "no usable greeting"),
+    ("close-on-connect", "fail", "no usable greeting"),
+    ("flood", "fail", "no usable greeting"),
+    ("endless-multiline", "fail", "no usable greeting"),
+])
+def test_dead_servers_fail_fast(faulty, fault: str, outcome: str, message: str) -> None:
+    started = time.monotonic()
+    run = run_suite("--smtp-target", faulty(fault), "--smtp-timeout", str(TIMEOUT), paths=CORE)
+    elapsed = time.monotonic() - started
+    outcomes = set(run.outcomes().values())
+    assert outcomes <= {outcome, "unsupported"}, run.outcomes()
+    assert all(message in r["message"] for r in run.document["results"] if r["outcome"] == outcome)
+    # the probe judges the greeting once: the run costs about one timeout, not one per scenario
+    assert elapsed < 5 * TIMEOUT + 10, elapsed
+    assert run.exit_code == 1
+
+
+def test_flood_after_greeting_keeps_memory_bounded(tmp_path: Path) -> None:
+    """A server that floods in the middle of a dialogue: a verdict, and the client's memory stays small."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.sendall(b"220 flood.example ESMTP\r\n")
+                conn.recv(1024)
+                conn.sendall(b"250-flood.example\r\n250 HELP\r\n")
+                conn.recv(1024)
+                chunk = b"250-" + b"x" * 60 + b"\r\n"
+                sent = 0
+                while not stop.is_set() and sent < 100 * 1024 * 1024:
+                    conn.sendall(chunk * 1000)
+                    sent += len(chunk) * 1000
+            except OSError:
+                pass
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        run = run_suite("--smtp-target", f"127.0.0.1:{port}", "--smtp-timeout", str(TIMEOUT), "-k", "must-miss",
+                        paths=CORE)
+        peak_kib = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    finally:
+        stop.set()
+        listener.close()
+    result = run.result("engine-must-miss")
+    assert result["outcome"] == "fail"
+    assert "multi-line reply longer than" in " ".join(result["findings"])
+    assert peak_kib < 400 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+def test_slow_server_gets_a_verdict_in_bounded_time(faulty) -> None:
+    started = time.monotonic()
+    run = run_suite("--smtp-target", faulty("slow"), "--smtp-timeout", str(TIMEOUT), "-k", "quit", paths=CORE)
+    assert run.outcomes() == {"engine-quit-close": "fail"}
+    assert "no complete reply" in run.result("engine-quit-close")["message"]
+    assert time.monotonic() - started < 30
+
+
+def test_hostile_server_bytes_are_escaped_everywhere(faulty, tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    run = run_suite("--smtp-target", f"xss={faulty('xss')}", "--smtp-html", str(html), "-k", "must-miss",
+                    paths=CORE)
+    assert '<script>alert("x")</script>' in run.document["targets"][0]["banner"]  # JSON keeps the text
+    page = html.read_text()
+    assert '<script>alert("x")</script>' not in page
+    assert "&lt;script&gt;alert(" in page
+    # only the report's own script tags: as many as in a report of harmless data
+    from conformance.report.html import render_html
+
+    harmless = render_html({**run.document, "targets": [], "results": []})
+    assert len(re.findall(r"<script\b", page)) == len(re.findall(r"<script\b", harmless))

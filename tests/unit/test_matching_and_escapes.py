@@ -1,0 +1,118 @@
+"""Expectation matching, templates, dot-stuffing and transcript escaping."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.connection import Event
+from conformance.dialogue import dot_stuff, matches
+from conformance.escapes import EscapeError, decode_escapes, escape_bytes
+from conformance.model import Alternative, Level, Outcome
+from conformance.reply import Reply, ReplyParser
+from conformance.templates import TemplateError, credential_values, parse_template, render
+from conformance.transcript import MAX_RECORDED, Transcript
+
+
+def reply(raw: bytes) -> Reply:
+    parser = ReplyParser()
+    parser.feed(raw)
+    result = parser.next_reply()
+    assert result is not None
+    return result
+
+
+@pytest.mark.parametrize(("alt", "raw", "ok"), [
+    (Alternative(codes=("250",)), b"250 ok\r\n", True),
+    (Alternative(codes=("250",)), b"251 ok\r\n", False),
+    (Alternative(codes=("2xx",)), b"252 ok\r\n", True),
+    (Alternative(codes=("5x1",)), b"551 no\r\n", True),
+    (Alternative(codes=("5x1",)), b"550 no\r\n", False),
+    (Alternative(codes=("503", "554")), b"554 no\r\n", True),
+    (Alternative(), b"421 bye\r\n", True),
+    (Alternative(codes=("550",), enhanced="5.1.1"), b"550 5.1.1 unknown\r\n", True),
+    (Alternative(codes=("550",), enhanced="5.1.1"), b"550 5.7.1 relay\r\n", False),
+    (Alternative(codes=("550",), enhanced="5.x.x"), b"550 5.7.1 relay\r\n", True),
+    (Alternative(codes=("550",), enhanced="5.x.x"), b"550 relay denied\r\n", False),
+    (Alternative(codes=("250",), text="(?i)hello"), b"250 HELLO there\r\n", True),
+    (Alternative(codes=("250",), text="^mx\\."), b"250-mx.example\r\n250 SIZE\r\n", True),
+    (Alternative(close="clean"), b"250 ok\r\n", False),
+])
+def test_reply_alternatives(alt: Alternative, raw: bytes, ok: bool) -> None:
+    assert matches(alt, reply(raw)) is ok
+
+
+def test_malformed_reply_matches_nothing_but_close_alternatives() -> None:
+    garbage = reply(b"garbage\r\n")
+    assert garbage.code is None
+    assert not matches(Alternative(), garbage)
+
+
+@pytest.mark.parametrize(("alt", "event", "ok"), [
+    (Alternative(close="clean"), Event("closed"), True),
+    (Alternative(close="clean"), Event("reset"), False),
+    (Alternative(close="reset"), Event("reset"), True),
+    (Alternative(close="any"), Event("reset"), True),
+    (Alternative(close="any"), Event("timeout"), False),
+    (Alternative(silence=True), Event("timeout"), True),
+    (Alternative(silence=True), Event("timeout", partial=b"25"), False),
+    (Alternative(codes=("250",)), Event("closed"), False),
+])
+def test_event_alternatives(alt: Alternative, event: Event, ok: bool) -> None:
+    assert matches(alt, event) is ok
+
+
+def test_levels_decide_what_a_miss_costs() -> None:
+    assert Level.MUST.miss_outcome is Outcome.FAIL
+    assert Level.MUST_NOT.miss_outcome is Outcome.FAIL
+    assert Level.SHOULD.miss_outcome is Outcome.NON_STRICT
+    assert Level.MAY.miss_outcome is Outcome.INFO
+    assert Level.INFO.miss_outcome is Outcome.INFO
+
+
+def test_escapes_roundtrip_every_octet() -> None:
+    data = bytes(range(256)) + b"\\r"
+    assert decode_escapes(escape_bytes(data)) == data
+
+
+def test_escape_display() -> None:
+    assert escape_bytes(b"250 ok\r\n") == "250 ok\\r\\n"
+    assert escape_bytes(b"<script>\x00\xff") == "<script>\\x00\\xff"
+    assert decode_escapes("a\\x41\\0é") == b"aA\x00\xc3\xa9"
+    with pytest.raises(EscapeError):
+        decode_escapes("\\q")
+    with pytest.raises(EscapeError):
+        decode_escapes("\\x4")
+
+
+def test_templates() -> None:
+    values = {"rcpt": "user@example.test", "domain": "example.test"}
+    assert render(parse_template("RCPT TO:<{rcpt}>"), values) == b"RCPT TO:<user@example.test>"
+    assert render(parse_template("{{literal}}"), values) == b"{literal}"
+    assert render(parse_template("<{repeat:a:3}@{domain}>"), values) == b"<aaa@example.test>"
+    assert render(parse_template("{repeat:x\\r\\n:2}"), values) == b"x\r\nx\r\n"
+    for bad in ("{nope}", "{unclosed", "stray}", "{repeat:a}", "{repeat:a:99999999999}"):
+        with pytest.raises(TemplateError):
+            parse_template(bad)
+
+
+def test_variable_values_are_not_unescaped() -> None:
+    """A password with a backslash is sent as is, not read as an escape."""
+    values = credential_values("u", "p\\x41")
+    assert render(parse_template("{password}"), values) == b"p\\x41"
+
+
+def test_dot_stuffing() -> None:
+    assert dot_stuff(b"a\n.b\n..\n.\nend") == b"a\r\n..b\r\n...\r\n..\r\nend\r\n.\r\n"
+    assert dot_stuff(b"x\r\n") == b"x\r\n.\r\n"
+    assert dot_stuff(b"") == b".\r\n"
+
+
+def test_transcript_is_bounded_and_escaped() -> None:
+    transcript = Transcript()
+    transcript.received(b"220 <script>\r\n")
+    transcript.received(b"A" * (MAX_RECORDED + 100))
+    transcript.sent(b"QUIT\r\n")
+    out = transcript.as_json()
+    assert out[0]["data"] == "220 <script>\\r\\n"
+    assert sum(len(e["data"]) for e in out if e["dir"] == "S") <= MAX_RECORDED + 20
+    assert any("more server octets not recorded" in str(e["data"]) for e in out)
