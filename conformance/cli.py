@@ -152,6 +152,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from .catalog import coverage, format_coverage, load_requirements
+
+    catalog = load_catalog(args.scenarios)
+    if _print_problems(catalog):
+        return EXIT_USAGE
+    cov = coverage(catalog.scenarios, load_requirements())
+    if args.format == "json":
+        print(json.dumps(cov.as_json(), indent=1))
+    else:
+        print(format_coverage(cov))
+    return EXIT_OK
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from .catalog import load_requirements, write_catalog
+
+    catalog = load_catalog(args.scenarios)
+    if _print_problems(catalog):
+        return EXIT_USAGE
+    written = write_catalog(catalog.scenarios, load_requirements(), Path(args.out), Path.cwd())
+    print(f"wrote {len(written)} pages to {args.out}")
+    return EXIT_OK
+
+
 # ----- argument parsing ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smtp-conformance", description=__doc__.split("\n")[0])
@@ -189,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check scenario files; one file:line: problem per mistake")
     val.add_argument("paths", nargs="*", help="files or folders (default: scenarios/)")
     val.set_defaults(func=cmd_validate)
+
+    cov = sub.add_parser("coverage", help="requirement sentences covered by scenarios, per RFC and level")
+    cov.add_argument("--format", choices=["text", "json"], default="text")
+    cov.add_argument("--scenarios", action="append", metavar="PATH")
+    cov.set_defaults(func=cmd_coverage)
+
+    cat = sub.add_parser("catalog", help="generate the browsable markdown catalog (docs/catalog)")
+    cat.add_argument("--out", default="docs/catalog")
+    cat.add_argument("--scenarios", action="append", metavar="PATH")
+    cat.set_defaults(func=cmd_catalog)
     return parser
 
 

@@ -51,10 +51,11 @@ def parse_target(text: str, params: TargetParams | None = None) -> Target:
             if len(command.split()) > 1:
                 default += "-" + Path(command.split()[-1]).stem
             return CommandTarget(label=sanitize_label(label or default), spec=text, params=params, command=command)
-    if text.startswith("image:"):
+    if text.startswith("image:") or (text.startswith("preset:") and not _HOSTPORT.match(text)):
         from .container import ImageTarget  # imported lazily: testcontainers is heavy
 
-        return ImageTarget.from_spec(text[len("image:"):], label, params)
+        prefix, _, rest = text.partition(":")
+        return ImageTarget.from_spec(rest, label, params, preset=prefix == "preset")
     hp = _HOSTPORT.match(text)
     if hp:
         port = int(hp.group("port"))

@@ -1,0 +1,170 @@
+"""Traceability: scenarios ↔ requirement sentences; coverage figures and the generated docs catalog."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .model import Scenario
+
+LEVEL_CLASS = {
+    "MUST": "MUST", "MUST NOT": "MUST", "SHALL": "MUST", "SHALL NOT": "MUST", "REQUIRED": "MUST",
+    "SHOULD": "SHOULD", "SHOULD NOT": "SHOULD", "RECOMMENDED": "SHOULD", "NOT RECOMMENDED": "SHOULD",
+    "MAY": "MAY", "OPTIONAL": "MAY",
+}
+CLASSES = ("MUST", "SHOULD", "MAY")
+
+
+def load_requirements() -> list[dict[str, Any]]:
+    data = json.loads(resources.files("conformance").joinpath("data/requirements.json").read_text())
+    return list(data["requirements"])
+
+
+def server_testable(req: dict[str, Any]) -> bool:
+    """The inventory's server wire-testable sentences: what a server conformance suite is measured on."""
+    return req["actor"] in ("server", "both") and bool(req.get("wire_testable"))
+
+
+def level_class(req: dict[str, Any]) -> str:
+    return LEVEL_CLASS.get(req.get("server_keyword") or req["keyword"], "MAY")
+
+
+@dataclass
+class Coverage:
+    rows: list[dict[str, Any]]  # per RFC × class: covered, total
+    uncovered: list[dict[str, Any]]
+    by_requirement: dict[str, list[str]]  # requirement id -> scenario ids
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {c: {"covered": 0, "total": 0} for c in CLASSES}
+        for row in self.rows:
+            out[row["class"]]["covered"] += row["covered"]
+            out[row["class"]]["total"] += row["total"]
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "totals": self.totals(),
+                "uncovered": [{k: r[k] for k in ("id", "rfc", "section", "keyword", "quote")} for r in self.uncovered]}
+
+
+def coverage(scenarios: list[Scenario], requirements: list[dict[str, Any]]) -> Coverage:
+    by_requirement: dict[str, list[str]] = defaultdict(list)
+    for scenario in scenarios:
+        for req in scenario.requirements:
+            by_requirement[req].append(scenario.id)
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    uncovered = []
+    for req in requirements:
+        if not server_testable(req):
+            continue
+        key = (req["rfc"], level_class(req))
+        counts[key][1] += 1
+        if by_requirement.get(req["id"]):
+            counts[key][0] += 1
+        else:
+            uncovered.append(req)
+    order = sorted(counts.items(), key=lambda kv: (_rfc_order(kv[0][0]), CLASSES.index(kv[0][1])))
+    rows = [{"rfc": rfc, "class": cls, "covered": c, "total": t} for (rfc, cls), (c, t) in order]
+    return Coverage(rows, uncovered, dict(by_requirement))
+
+
+def _rfc_order(rfc: str) -> tuple[int, int]:
+    return (0 if rfc == "5321" else 1, int(rfc) if rfc.isdigit() else 0)
+
+
+def format_coverage(cov: Coverage) -> str:
+    lines = [f"{'RFC':<8}" + "".join(f"{c + '-level':>16}" for c in CLASSES)]
+    per_rfc: dict[str, dict[str, str]] = defaultdict(dict)
+    for row in cov.rows:
+        per_rfc[row["rfc"]][row["class"]] = f"{row['covered']}/{row['total']}"
+    for rfc, cells in sorted(per_rfc.items(), key=lambda kv: _rfc_order(kv[0])):
+        lines.append(f"{rfc:<8}" + "".join(f"{cells.get(c, '-'):>16}" for c in CLASSES))
+    totals = cov.totals()
+    cells = []
+    for c in CLASSES:
+        t = totals[c]
+        pct = 100 * t["covered"] / t["total"] if t["total"] else 100
+        cells.append(f"{t['covered']}/{t['total']} {pct:3.0f}%")
+    lines.append(f"{'all':<8}" + "".join(f"{cell:>16}" for cell in cells))
+    lines.append("")
+    lines.append("(server wire-testable requirement sentences covered by at least one scenario)")
+    if cov.uncovered:
+        lines.append("")
+        lines.append(f"uncovered ({len(cov.uncovered)}):")
+        for req in cov.uncovered:
+            keyword = req.get("server_keyword") or req["keyword"]
+            lines.append(f"  {req['id']:<16} {keyword:<10} {req['quote'][:100]}")
+    return "\n".join(lines)
+
+
+# ----- the generated markdown catalog -----------------------------------------------------------------
+def _anchor(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in text.lower())
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def write_catalog(scenarios: list[Scenario], requirements: list[dict[str, Any]], out: Path, repo: Path) -> list[Path]:
+    """docs/catalog/index.md plus one page per RFC; scenario ↔ requirement links in both directions."""
+    out.mkdir(parents=True, exist_ok=True)
+    cov = coverage(scenarios, requirements)
+    reqs = {r["id"]: r for r in requirements}
+    by_rfc: dict[str, list[Scenario]] = defaultdict(list)
+    for s in scenarios:
+        by_rfc[s.rfc].append(s)
+    req_rfcs = sorted({r["rfc"] for r in requirements if server_testable(r)} | set(by_rfc), key=_rfc_order)
+    written = []
+    index = ["# Scenario catalog", "", "Generated by `smtp-conformance catalog` from `scenarios/` and the requirements "
+             "inventory (`conformance/data/requirements.json`). Do not edit by hand.", "",
+             f"{len(scenarios)} scenarios.", "", "## Coverage of server wire-testable requirements", "", "```",
+             format_coverage(Coverage(cov.rows, [], cov.by_requirement)).strip(), "```", "", "## By RFC", ""]
+    for rfc in req_rfcs:
+        index.append(f"- [RFC {rfc}](rfc{rfc}.md): {len(by_rfc.get(rfc, []))} scenarios")
+    (out / "index.md").write_text("\n".join(index) + "\n")
+    written.append(out / "index.md")
+    from .cli import sorted_scenarios
+
+    for rfc in req_rfcs:
+        lines = [f"# RFC {rfc}", "", "[← catalog](index.md)", "", "## Scenarios", ""]
+        lines.append("| id | level | section | title | requirements |")
+        lines.append("|---|---|---|---|---|")
+        for s in sorted_scenarios(by_rfc.get(rfc, [])):
+            links = ", ".join(f"[{r}](rfc{reqs[r]['rfc'] if r in reqs else rfc}.md#{_anchor(r)})"
+                              for r in s.requirements)
+            lines.append(f"| [{s.id}](#{_anchor(s.id)}) | {s.level.value} | §{s.section} | {_md(s.title)} | {links} |")
+        lines.append("")
+        for s in sorted_scenarios(by_rfc.get(rfc, [])):
+            rel = Path(s.file)
+            link = f"../../{rel.as_posix()}" if not rel.is_absolute() else rel.as_posix()
+            lines += [f"### {s.id}", "", f"**{_md(s.title)}** — {s.level.value}, RFC {s.rfc} §{s.section}, "
+                      f"[{rel.name}:{s.line}]({link}#L{s.line})", "", f"> {_md(s.quote)}", ""]
+            if s.description:
+                lines += [_md(" ".join(s.description.split())), ""]
+            if s.tags:
+                lines += ["Tags: " + ", ".join(s.tags) + ("; requires " + ", ".join(s.requires) if s.requires else ""),
+                          ""]
+            if s.requirements:
+                lines += ["Checks: " + ", ".join(f"[{r}](rfc{reqs[r]['rfc'] if r in reqs else rfc}.md#{_anchor(r)})"
+                                                 for r in s.requirements), ""]
+        lines += ["## Requirements (server, wire-testable)", ""]
+        for req in [r for r in requirements if r["rfc"] == rfc and server_testable(r)]:
+            covering = cov.by_requirement.get(req["id"], [])
+            keyword = req.get("server_keyword") or req["keyword"]
+            where = ", ".join(f"[{sid}](rfc{_rfc_of(sid, scenarios)}.md#{_anchor(sid)})" for sid in covering) \
+                or "**not covered**"
+            lines += [f"### {req['id']}", "", f"{keyword}, §{req['section']} {_md(req.get('section_title', ''))}", "",
+                      f"> {_md(req['quote'])}", "", f"Scenarios: {where}", ""]
+        page = out / f"rfc{rfc}.md"
+        page.write_text("\n".join(lines) + "\n")
+        written.append(page)
+    return written
+
+
+def _rfc_of(scenario_id: str, scenarios: list[Scenario]) -> str:
+    return next((s.rfc for s in scenarios if s.id == scenario_id), "5321")
