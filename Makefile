@@ -45,6 +45,7 @@ images:
 
 docs: $(STAMP)
 	$(VENV)/bin/smtp-conformance catalog --out docs/catalog
+	$(VENV)/bin/smtp-conformance deviations
 
 clean:
 	rm -rf reports/*.html reports/*.json reports/*.xml

@@ -177,6 +177,17 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_deviations(args: argparse.Namespace) -> int:
+    from .catalog import write_deviations
+
+    catalog = load_catalog(args.scenarios)
+    if _print_problems(catalog):
+        return EXIT_USAGE
+    write_deviations(catalog.scenarios, Path(args.baselines), Path(args.out))
+    print(f"wrote {args.out}")
+    return EXIT_OK
+
+
 # ----- argument parsing ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smtp-conformance", description=__doc__.split("\n")[0])
@@ -224,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--out", default="docs/catalog")
     cat.add_argument("--scenarios", action="append", metavar="PATH")
     cat.set_defaults(func=cmd_catalog)
+
+    dev = sub.add_parser("deviations", help="generate docs/known-deviations.md from baselines/")
+    dev.add_argument("--baselines", default="baselines")
+    dev.add_argument("--out", default="docs/known-deviations.md")
+    dev.add_argument("--scenarios", action="append", metavar="PATH")
+    dev.set_defaults(func=cmd_deviations)
     return parser
 
 
