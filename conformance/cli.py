@@ -43,7 +43,7 @@ def _print_problems(catalog: Catalog) -> bool:
 
 
 # ----- run --------------------------------------------------------------------------------------------
-TARGET_PARAMS = ["domain", "rcpt", "foreign-rcpt", "sender", "client", "auth", "maildir"]
+TARGET_PARAMS = ["domain", "rcpt", "foreign-rcpt", "sender", "client", "auth", "maildir", "mailbox"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -64,6 +64,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         problems.extend(str(p) for p in file_problems)
     if args.auth and ":" not in args.auth:
         problems.append("--auth: expected USER:PASSWORD")
+    if args.mailbox:
+        from .mailbox import parse_mailbox
+
+        try:
+            parse_mailbox(args.mailbox)
+        except ValueError as exc:
+            problems.append(f"--mailbox: {exc}")
     if problems:
         for line in problems:
             print(line, file=sys.stderr)

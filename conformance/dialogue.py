@@ -6,12 +6,16 @@ import asyncio
 import re
 import ssl
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .connection import ConnectError, Connection, Event, Observation
+from .escapes import escape_bytes
+from .mailbox import Mailbox, MailboxError
 from .model import (
     Alternative,
+    DeliveryCheck,
     Expectation,
     Level,
     Outcome,
@@ -43,6 +47,7 @@ class Endpoint:
 class Settings:
     timeout: float = 10.0  # per reply
     budget: float = 120.0  # per scenario, whatever the steps
+    delivery_timeout: float = 15.0  # how long stored mail may take to appear
     tls_context: Callable[[], ssl.SSLContext] | None = None
 
 
@@ -115,10 +120,12 @@ def describe(obs: Observation) -> str:
 
 class Dialogue:
     def __init__(self, scenario: Scenario, endpoint: Endpoint, values: dict[str, str], settings: Settings,
-                 level: Level | None = None) -> None:
+                 level: Level | None = None, mailbox: Mailbox | None = None) -> None:
         self.scenario = scenario
         self.endpoint = endpoint
-        self.values = values
+        self.token = f"smtpc-{uuid.uuid4().hex[:20]}"
+        self.values = {**values, "token": self.token}
+        self.mailbox = mailbox
         self.settings = settings
         self.level = level or scenario.level
         self.transcript = Transcript()
@@ -175,6 +182,8 @@ class Dialogue:
                     await asyncio.sleep(action.seconds)
                 elif isinstance(action, RequireKeywords):
                     self._require(action)
+                elif isinstance(action, DeliveryCheck):
+                    await self._delivered(action)
         except _Stop:
             pass
 
@@ -242,6 +251,46 @@ class Dialogue:
                         action.source, None, None, expected=list(action.keywords))
             raise _Stop
 
+    async def _delivered(self, check: DeliveryCheck) -> None:
+        """Poll the target's mailbox for messages carrying this dialogue's token, then judge them."""
+        if self.mailbox is None:
+            self._grade(Outcome.UNSUPPORTED, "the target declares no mailbox to read delivered mail from",
+                        check.source, None, None, expected=["a mailbox"])
+            raise _Stop
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (check.timeout or self.settings.delivery_timeout)
+        token = self.token.encode()
+        found: list[bytes] = []
+        settled = False
+        while True:
+            try:
+                found = await asyncio.to_thread(self.mailbox.messages_with, token)
+            except MailboxError as exc:
+                self._grade(Outcome.ERROR, f"cannot read the mailbox: {exc}", check.source, None, None,
+                            expected=[self.mailbox.spec])
+                raise _Stop from None
+            if len(found) >= max(check.count, 1):
+                if settled or check.count == 0:
+                    break
+                settled = True  # a second message (smuggled?) may still be on its way: look once more
+                await asyncio.sleep(0.5)
+                continue
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.25)
+        self.transcript.event(f"mailbox {self.mailbox.spec}: {len(found)} stored message(s) with the token")
+        for raw in found[:3]:
+            self.transcript.event("stored: " + escape_bytes(raw[:4096]) + (" …" if len(raw) > 4096 else ""))
+        expected = [f"{check.count} stored message(s) with the token"]
+        expected += [f"containing '{escape_bytes(t)}'" for t in check.contains]
+        expected += [f"not containing '{escape_bytes(t)}'" for t in check.lacks]
+        expected += [f"with header {h}" for h in check.headers]
+        problem = _judge_stored(found, check)
+        if problem:
+            self._grade(self.level.miss_outcome, f"Expected: {'; '.join(expected)} / Actual: {problem}",
+                        check.source, None, None, expected=expected, actual=problem)
+            raise _Stop
+
     def _tls_context(self) -> ssl.SSLContext:
         if self.settings.tls_context is None:
             from .connection import make_tls_context
@@ -252,7 +301,7 @@ class Dialogue:
     # ----- verdicts ----------------------------------------------------------------------------
     def _grade(self, outcome: Outcome, message: str, source: Source | None = None,
                expect: Expectation | None = None, obs: Observation | None = None,
-               expected: list[str] | None = None) -> None:
+               expected: list[str] | None = None, actual: str | None = None) -> None:
         """Keep the worst outcome; the first step that produced it is the decisive one."""
         if outcome.rank <= self.outcome.rank:
             return
@@ -262,7 +311,7 @@ class Dialogue:
             self.decisive = Decisive(
                 index=self.step_index, source=source,
                 expected=expected if expected is not None else (expect.describe() if expect else []),
-                actual=describe(obs) if obs is not None else message,
+                actual=actual or (describe(obs) if obs is not None else message),
             )
             self.decisive_code = obs.code if isinstance(obs, Reply) else None
 
@@ -272,6 +321,25 @@ def _verdict_text(expect: Expectation, obs: Observation, note: str | None = None
     head = "Expected: " + (wanted[0] if len(wanted) == 1 else "one of " + ", ".join(wanted))
     text = f"{head} / Actual: {describe(obs)}"
     return f"{text} ({note})" if note else text
+
+
+def _judge_stored(found: list[bytes], check: DeliveryCheck) -> str | None:
+    """What is wrong with the stored messages, or None. Line ends are compared as LF."""
+    if len(found) != check.count:
+        return f"{len(found)} stored message(s) with the token"
+    for raw in found:
+        text = raw.replace(b"\r\n", b"\n")
+        head = text.split(b"\n\n", 1)[0].lower()
+        for wanted in check.contains:
+            if wanted not in text:
+                return f"a stored message lacks '{escape_bytes(wanted)}'"
+        for unwanted in check.lacks:
+            if unwanted in text:
+                return f"a stored message contains '{escape_bytes(unwanted)}'"
+        for header in check.headers:
+            if not (head.startswith(header.lower().encode() + b":") or b"\n" + header.lower().encode() + b":" in head):
+                return f"a stored message has no {header} header"
+    return None
 
 
 def dot_stuff(body: bytes) -> bytes:

@@ -13,9 +13,11 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
+from .escapes import EscapeError, decode_escapes
 from .model import (
     Action,
     Alternative,
+    DeliveryCheck,
     Expectation,
     Level,
     Outcome,
@@ -35,7 +37,7 @@ from .yamlload import Path as DocPath
 FRAGMENTS_FILE = "_fragments.yaml"
 SHIPPED_FRAGMENTS = Path(__file__).resolve().parent.parent / "scenarios" / FRAGMENTS_FILE
 MAX_FILE_OCTETS = 4 * 1024 * 1024
-ACTIONS = ("send", "raw", "message", "pipeline", "tls", "wait", "silence", "close", "use", "require")
+ACTIONS = ("send", "raw", "message", "pipeline", "tls", "wait", "silence", "close", "use", "require", "delivered")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
 MODIFIERS = {
     "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
@@ -49,6 +51,7 @@ MODIFIERS = {
     "close": {"timeout", "note"},
     "use": {"note"},
     "require": {"note"},
+    "delivered": {"note"},
 }
 
 
@@ -254,6 +257,8 @@ class Loader:
         needs = set(data.get("needs", ()))
         if variables & CREDENTIAL_VARIABLES:
             needs.add("credentials")
+        if any(isinstance(a, DeliveryCheck) for a in actions):
+            needs.add("mailbox")
         if len(problems) > before:
             return None
         return Scenario(
@@ -343,6 +348,8 @@ class Loader:
             return [Read(Expectation((alt,), source, timeout=timeout))]
         if action == "require":
             return [RequireKeywords(tuple(k.upper() for k in step["require"]), source)]
+        if action == "delivered":
+            return self._delivery(step["delivered"], path + ("delivered",), ctx, source)
         # use
         name = step["use"]
         fragment = ctx.fragments.get(name)
@@ -360,6 +367,20 @@ class Loader:
         if len(ctx.problems) > before:
             ctx.problem(path + ("use",), f"fragment '{name}' has errors (see {fragment.file})")
         return actions
+
+    def _delivery(self, spec: dict[str, Any], path: DocPath, ctx: _Context, source: Source) -> list[Action]:
+        texts: dict[str, tuple[bytes, ...]] = {}
+        for key in ("contains", "lacks"):
+            out = []
+            for i, text in enumerate(spec.get(key, [])):
+                try:
+                    out.append(decode_escapes(text).replace(b"\r\n", b"\n"))
+                except EscapeError as exc:
+                    ctx.problem(path + (key, i), f"{key}: {exc}")
+                    return []
+            texts[key] = tuple(out)
+        return [DeliveryCheck(source, spec.get("count", 1), texts["contains"], texts["lacks"],
+                              tuple(spec.get("headers", ())), spec.get("timeout"))]
 
     def _item(self, item: dict[str, Any], path: DocPath, ctx: _Context, timeout: float | None,
               index: int) -> tuple[Payload | None, Expectation | None]:

@@ -175,7 +175,19 @@ class RequireKeywords:
     source: Source
 
 
-Action = Write | Read | TLSHandshake | Sleep | RequireKeywords
+@dataclass(frozen=True)
+class DeliveryCheck:
+    """What the target stored for this dialogue's messages (found by the dialogue's unique {token})."""
+
+    source: Source
+    count: int = 1
+    contains: tuple[bytes, ...] = ()
+    lacks: tuple[bytes, ...] = ()
+    headers: tuple[str, ...] = ()
+    timeout: float | None = None
+
+
+Action = Write | Read | TLSHandshake | Sleep | RequireKeywords | DeliveryCheck
 
 
 @dataclass(frozen=True)
@@ -191,7 +203,7 @@ class Scenario:
     actions: tuple[Action, ...]
     tags: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()  # EHLO keywords the target must advertise
-    needs: tuple[str, ...] = ()  # target parameters: "credentials", "maildir"
+    needs: tuple[str, ...] = ()  # target parameters: "credentials", "mailbox"
     requirements: tuple[str, ...] = ()  # ids from the requirements inventory
     description: str = ""
     timeout: float | None = None

@@ -18,6 +18,7 @@ import pytest
 
 from .dialogue import Settings
 from .loader import Loader, Problem, is_scenario_file, load_requirement_ids
+from .mailbox import parse_mailbox
 from .model import Outcome, Scenario
 from .results import build_document, fails_run, write_json
 from .runner import Runner
@@ -57,6 +58,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("client", "name the client gives in EHLO (default client.example.net)"),
         ("auth", "AUTH credentials USER:PASSWORD"),
         ("maildir", "Maildir where the server stores accepted mail, for delivery checks"),
+        ("mailbox", "where accepted mail can be read back: maildir:PATH, mailhog:URL, mailpit:URL, maildev:URL, "
+                    "pop3://USER:PASS@HOST:PORT, imap://USER:PASS@HOST:PORT"),
     ]:
         group.addoption(f"--smtp-{name}", metavar=name.upper().replace("-", "_"), help=help_text)
     group.addoption("--smtp-tls", choices=["none", "implicit"], default="none",
@@ -74,10 +77,15 @@ def cli_params(config: pytest.Config) -> TargetParams:
     opt = config.getoption
     params = TargetParams(tls=opt("smtp_tls"), verify_tls=opt("smtp_verify_tls"))
     changes: dict[str, Any] = {}
-    for name in ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir"):
+    for name in ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "mailbox"):
         value = opt(f"smtp_{name}")
         if value:
             changes[name] = value
+    if changes.get("mailbox"):
+        try:
+            parse_mailbox(changes["mailbox"])
+        except ValueError as exc:
+            raise ConfigError([f"--smtp-mailbox: {exc}"]) from None
     if opt("smtp_auth"):
         user, sep, password = opt("smtp_auth").partition(":")
         if not sep:
@@ -251,7 +259,7 @@ class SmtpSession:
 
 def _param_args(config: pytest.Config) -> str:
     out = ""
-    for name in ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir"):
+    for name in ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "mailbox"):
         value = config.getoption(f"smtp_{name}")
         if value:
             out += f" --smtp-{name.replace('_', '-')} {shlex.quote(value)}"

@@ -132,7 +132,7 @@ class Runner:
         async with self._slots, per_target or contextlib.nullcontext():
             params = state.target.params
             settings = replace(self.settings, tls_context=lambda: make_tls_context(verify=params.verify_tls))
-            dialogue = Dialogue(scenario, state.endpoint, params.values(), settings)
+            dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.target.mailbox())
             outcome = await dialogue.run()
         return result_entry(scenario, label, outcome.outcome, outcome.message, outcome)
 

@@ -21,6 +21,7 @@ VARIABLES = {
     "auth_login_user": "base64 of the user name for AUTH LOGIN",
     "auth_login_password": "base64 of the password for AUTH LOGIN",
     "i": "the repetition number (1, 2, …) inside a step with repeat",
+    "token": "a value unique to this dialogue, to find its messages in the target's mailbox",
 }
 CREDENTIAL_VARIABLES = frozenset({"user", "password", "auth_plain", "auth_login_user", "auth_login_password"})
 MAX_REPEAT_OCTETS = 64 * 1024 * 1024

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 
 from ..dialogue import Endpoint
+from ..mailbox import Mailbox, parse_mailbox
 from ..templates import credential_values
 
 
@@ -24,7 +25,8 @@ class TargetParams:
     client: str = "client.example.net"
     user: str | None = None
     password: str | None = None
-    maildir: str | None = None
+    maildir: str | None = None  # shorthand for mailbox maildir:PATH
+    mailbox: str | None = None  # where accepted mail can be read back (conformance.mailbox specs)
     tls: str = "none"  # "none" or "implicit"
     verify_tls: bool = False
     concurrency: int | None = None  # lower the suite's concurrency for this target (1 = one at a time)
@@ -46,7 +48,10 @@ class TargetParams:
         """For reports: never the credentials."""
         values = self.values()
         return {k: values[k] for k in ("domain", "rcpt", "foreign_rcpt", "sender", "client")} | {
-            "tls": self.tls, "credentials": self.user is not None, "maildir": self.maildir}
+            "tls": self.tls, "credentials": self.user is not None, "mailbox": self.mailbox_spec()}
+
+    def mailbox_spec(self) -> str | None:
+        return self.mailbox or (f"maildir:{self.maildir}" if self.maildir else None)
 
     def with_(self, **changes: object) -> TargetParams:
         return replace(self, **changes)
@@ -72,11 +77,16 @@ class Target(ABC):
     def logs(self) -> dict[str, str]:
         return {}
 
+    def mailbox(self) -> Mailbox | None:
+        """Where this target's accepted mail can be read back (kinds may override: containers)."""
+        spec = self.params.mailbox_spec()
+        return parse_mailbox(spec) if spec else None
+
     def capabilities(self) -> set[str]:
-        """Target parameters scenarios may `need`: credentials, maildir, tls."""
+        """Target parameters scenarios may `need`: credentials, mailbox."""
         caps = set()
         if self.params.user is not None:
             caps.add("credentials")
-        if self.params.maildir:
-            caps.add("maildir")
+        if self.mailbox() is not None:
+            caps.add("mailbox")
         return caps

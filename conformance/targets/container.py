@@ -320,7 +320,8 @@ class ImageTarget(Target):
         try:
             container.start()
         except ImageNotFound:
-            hint = PRESETS[self.preset].build if self.preset else f"docker pull {self.image}, or build it"
+            preset = PRESETS.get(self.preset or "")
+            hint = preset.build if preset and preset.image == self.image else f"docker pull {self.image}, or build it"
             raise TargetError(f"{self.label}: image {self.image!r} is not available locally and could not be "
                               f"pulled ({hint})") from None
         except DockerException as exc:
@@ -372,7 +373,7 @@ class ImageTarget(Target):
         deadline = start + self.params.startup_timeout
         wrapped = container.get_wrapped_container()
         last = "no connection yet"
-        next_check = start + 0.5
+        next_check = start  # at once, then every 0.5 s
         while True:
             if self._stopped:
                 raise TargetError(f"{self.label}: interrupted while waiting for the greeting")
@@ -411,11 +412,14 @@ class ImageTarget(Target):
         """Force-remove the container (no 10 s stop grace); safe twice, from any thread, after a failed start."""
         with self._lock:
             self._stopped = True
-            cid, self._container_id = self._container_id, None
+            cid = self._container_id
         if cid is not None:
             with contextlib.suppress(Exception):
                 self._collect_logs(self._client.client.containers.get(cid))
             self._remove_id(cid)
+            with self._lock:  # forgotten only once removed: an interrupted stop() leaves it to atexit
+                if self._container_id == cid:
+                    self._container_id = None
         atexit.unregister(self._at_exit)
         self._close_client()
 

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 
 from ..loader import Problem, schema_problems
+from ..mailbox import parse_mailbox
 from ..yamlload import YamlError, load_documents
 from .address import AddressTarget
 from .base import Target, TargetError, TargetParams
@@ -18,7 +19,7 @@ from .process import BuiltinTarget, CommandTarget
 
 _LABEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 _HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$")
-PARAM_KEYS = ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "tls", "verify_tls",
+PARAM_KEYS = ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "mailbox", "tls", "verify_tls",
               "concurrency", "startup_timeout")
 
 
@@ -96,6 +97,12 @@ def load_targets_file(path: Path, defaults: TargetParams | None = None) -> tuple
         if "auth" in entry:
             user, _, password = str(entry["auth"]).partition(":")
             overrides.update(user=user, password=password)
+        if "mailbox" in overrides:
+            try:
+                parse_mailbox(overrides["mailbox"])
+            except ValueError as exc:
+                problems.append(Problem(name, doc.line(("targets", i, "mailbox")), str(exc)))
+                continue
         params = defaults.with_(**overrides)
         kinds = [k for k in ("address", "command", "builtin", "image") if k in entry]
         try:

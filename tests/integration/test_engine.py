@@ -206,3 +206,40 @@ def test_hostile_server_bytes_are_escaped_everywhere(faulty, tmp_path: Path) -> 
 
     harmless = render_html({**run.document, "targets": [], "results": []})
     assert len(re.findall(r"<script\b", page)) == len(re.findall(r"<script\b", harmless))
+
+
+# ----- delivery inspection -----------------------------------------------------------------------------
+DELIVERY = [str(ENGINE / "delivery.yaml")]
+
+
+def test_delivery_check_reads_the_builtin_maildir() -> None:
+    run = run_suite(paths=DELIVERY)
+    assert run.outcomes() == {"engine-delivery-unstuffed": "pass"}, run.stdout[-3000:]
+    events = [e["data"] for e in run.result("engine-delivery-unstuffed")["transcript"] if e["dir"] == "*"]
+    assert any("1 stored message(s) with the token" in e for e in events)
+
+
+def test_delivery_check_catches_a_server_that_does_not_unstuff(faulty, tmp_path: Path) -> None:
+    good_dir, bad_dir = tmp_path / "good", tmp_path / "bad"
+    good, bad = faulty(maildir=str(good_dir)), faulty("no-unstuff", maildir=str(bad_dir))
+    run = run_suite("--smtp-targets", str(_targets(tmp_path, {"good": (good, good_dir), "bad": (bad, bad_dir)})),
+                    paths=DELIVERY)
+    assert run.outcomes("good") == {"engine-delivery-unstuffed": "pass"}, run.stdout[-3000:]
+    failed = run.result("engine-delivery-unstuffed", "bad")
+    assert failed["outcome"] == "fail"
+    assert "a stored message lacks" in failed["message"]
+
+
+def test_delivery_without_mailbox_is_unsupported(faulty) -> None:
+    run = run_suite("--smtp-target", faulty(), paths=DELIVERY)
+    assert run.outcomes() == {"engine-delivery-unstuffed": "unsupported"}
+    assert "mailbox" in run.result("engine-delivery-unstuffed")["message"]
+
+
+def _targets(tmp_path: Path, entries: dict[str, tuple[str, Path]]) -> Path:
+    path = tmp_path / "targets.yaml"
+    lines = ["targets:"]
+    for label, (address, maildir) in entries.items():
+        lines += [f"  - label: {label}", f"    address: {address}", f"    mailbox: maildir:{maildir}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path

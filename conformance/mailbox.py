@@ -1,0 +1,203 @@
+"""Where a target's accepted mail lands, read back: the second oracle after the SMTP replies.
+
+A mailbox spec names the store: `maildir:PATH`, `mailhog:URL`, `mailpit:URL`, `maildev:URL`,
+`pop3://USER:PASS@HOST:PORT`, `imap://USER:PASS@HOST:PORT/MAILBOX`. Containers add their own kind (a
+Maildir inside the container). Every reader is bounded: at most MAX_MESSAGES messages of MAX_OCTETS each.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import poplib
+import urllib.parse
+import urllib.request
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_MESSAGES = 2000
+MAX_OCTETS = 16 * 1024 * 1024
+HTTP_TIMEOUT = 10.0
+
+
+class MailboxError(Exception):
+    """The store could not be read (the harness's problem, not the server's)."""
+
+
+class Mailbox(ABC):
+    spec: str
+
+    @abstractmethod
+    def messages_with(self, token: bytes) -> list[bytes]:
+        """Raw stored messages that contain token (blocking; called in a worker thread)."""
+
+
+def _keep(raw: bytes, token: bytes) -> bool:
+    return token in raw
+
+
+@dataclass
+class MaildirMailbox(Mailbox):
+    path: str
+    spec: str = ""
+
+    def messages_with(self, token: bytes) -> list[bytes]:
+        root = Path(self.path)
+        found: list[bytes] = []
+        # a Maildir, or a folder of Maildirs (one per user, as Postfix's virtual delivery makes)
+        files = [f for sub in ("new", "cur") for f in root.glob(f"**/{sub}/*") if f.is_file()]
+        for file in sorted(files)[-MAX_MESSAGES:]:
+            try:
+                with open(file, "rb") as fh:
+                    raw = fh.read(MAX_OCTETS)
+            except OSError:
+                continue
+            if _keep(raw, token):
+                found.append(raw)
+        return found
+
+
+def _http_json(url: str) -> object:
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310 - loopback URLs from config
+            return json.loads(resp.read(MAX_OCTETS))
+    except (OSError, ValueError) as exc:
+        raise MailboxError(f"cannot read {url}: {exc}") from None
+
+
+def _http_bytes(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310
+            return resp.read(MAX_OCTETS)
+    except OSError as exc:
+        raise MailboxError(f"cannot read {url}: {exc}") from None
+
+
+@dataclass
+class MailhogMailbox(Mailbox):
+    url: str
+    spec: str = ""
+
+    def messages_with(self, token: bytes) -> list[bytes]:
+        data = _http_json(self.url.rstrip("/") + f"/api/v2/messages?limit={MAX_MESSAGES}")
+        items = data.get("items", []) if isinstance(data, dict) else []
+        out = []
+        for item in items[:MAX_MESSAGES]:
+            raw = str(((item or {}).get("Raw") or {}).get("Data", "")).encode("utf-8", "surrogateescape")
+            if _keep(raw, token):
+                out.append(raw)
+        return out
+
+
+@dataclass
+class MailpitMailbox(Mailbox):
+    url: str
+    spec: str = ""
+
+    def messages_with(self, token: bytes) -> list[bytes]:
+        base = self.url.rstrip("/")
+        data = _http_json(f"{base}/api/v1/messages?limit={MAX_MESSAGES}")
+        out = []
+        for item in (data.get("messages", []) if isinstance(data, dict) else [])[:MAX_MESSAGES]:
+            raw = _http_bytes(f"{base}/api/v1/message/{urllib.parse.quote(str(item.get('ID', '')))}/raw")
+            if _keep(raw, token):
+                out.append(raw)
+        return out
+
+
+@dataclass
+class MaildevMailbox(Mailbox):
+    url: str
+    spec: str = ""
+
+    def messages_with(self, token: bytes) -> list[bytes]:
+        base = self.url.rstrip("/")
+        data = _http_json(f"{base}/email")
+        out = []
+        for item in (data if isinstance(data, list) else [])[-MAX_MESSAGES:]:
+            raw = _http_bytes(f"{base}/email/{urllib.parse.quote(str(item.get('id', '')))}/source")
+            if _keep(raw, token):
+                out.append(raw)
+        return out
+
+
+@dataclass
+class Pop3Mailbox(Mailbox):
+    host: str
+    port: int
+    user: str
+    password: str
+    spec: str = ""
+
+    def messages_with(self, token: bytes) -> list[bytes]:
+        try:
+            client = poplib.POP3(self.host, self.port, timeout=HTTP_TIMEOUT)
+            try:
+                client.user(self.user)
+                client.pass_(self.password)
+                count, _ = client.stat()
+                out = []
+                for n in range(max(1, count - MAX_MESSAGES + 1), count + 1):
+                    _, lines, _ = client.retr(n)
+                    raw = b"\r\n".join(lines) + b"\r\n"
+                    if _keep(raw, token):
+                        out.append(raw)
+                return out
+            finally:
+                client.quit()
+        except (OSError, poplib.error_proto) as exc:
+            raise MailboxError(f"POP3 {self.host}:{self.port}: {exc}") from None
+
+
+@dataclass
+class ImapMailbox(Mailbox):
+    host: str
+    port: int
+    user: str
+    password: str
+    folder: str = "INBOX"
+    spec: str = ""
+
+    def messages_with(self, token: bytes) -> list[bytes]:
+        try:
+            client = imaplib.IMAP4(self.host, self.port, timeout=HTTP_TIMEOUT)
+            try:
+                client.login(self.user, self.password)
+                client.select(self.folder, readonly=True)
+                _, data = client.search(None, "ALL")
+                numbers = (data[0] or b"").split()[-MAX_MESSAGES:]
+                out = []
+                for number in numbers:
+                    _, parts = client.fetch(number, "(BODY.PEEK[])")
+                    for part in parts:
+                        if isinstance(part, tuple) and _keep(part[1], token):
+                            out.append(part[1])
+                return out
+            finally:
+                client.logout()
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise MailboxError(f"IMAP {self.host}:{self.port}: {exc}") from None
+
+
+def parse_mailbox(spec: str) -> Mailbox:
+    """A mailbox from its spec; raises ValueError with a one-line reason."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise ValueError(f"mailbox {spec!r}: expected KIND:WHERE (maildir:PATH, mailhog:URL, pop3://…)")
+    if kind == "maildir":
+        return MaildirMailbox(rest, spec)
+    if kind in ("mailhog", "mailpit", "maildev"):
+        if not rest.startswith(("http://", "https://")):
+            raise ValueError(f"mailbox {spec!r}: {kind} needs an http:// URL")
+        return {"mailhog": MailhogMailbox, "mailpit": MailpitMailbox, "maildev": MaildevMailbox}[kind](rest, spec)
+    if kind in ("pop3", "imap"):
+        url = urllib.parse.urlsplit(spec)
+        if not url.hostname or url.username is None or url.password is None:
+            raise ValueError(f"mailbox {spec!r}: write {kind}://USER:PASSWORD@HOST:PORT")
+        user, password = urllib.parse.unquote(url.username), urllib.parse.unquote(url.password)
+        if kind == "pop3":
+            return Pop3Mailbox(url.hostname, url.port or 110, user, password, spec)
+        return ImapMailbox(url.hostname, url.port or 143, user, password, url.path.strip("/") or "INBOX", spec)
+    raise ValueError(f"mailbox {spec!r}: unknown kind {kind!r} (maildir, mailhog, mailpit, maildev, pop3, imap)")
+
