@@ -29,7 +29,7 @@ from .model import (
     Write,
 )
 from .reply import Reply
-from .templates import render
+from .templates import cram_md5_response, render
 from .transcript import Transcript
 
 
@@ -136,6 +136,7 @@ class Dialogue:
         self.decisive: Decisive | None = None
         self.decisive_code: int | None = None
         self.last_code: int | None = None
+        self.last_text = ""  # for challenge-response AUTH
         self.codes: list[int | None] = []
         self.findings: list[str] = []
         self.keywords: list[str] = []
@@ -196,11 +197,17 @@ class Dialogue:
 
     def _payload_bytes(self, payload: Payload) -> bytes:
         values = self.values if not payload.index else {**self.values, "i": str(payload.index)}
+        if "cram_md5" in payload.template.variables:
+            values = {**values, "cram_md5": cram_md5_response(values.get("user", ""), values.get("password", ""),
+                                                              self.last_text)}
         body = render(payload.template, values)
         if payload.kind == "line":
             return body + b"\r\n"
         if payload.kind == "raw":
             return body
+        if payload.kind == "bdat":
+            size = len(body) if payload.size is None else payload.size
+            return f"BDAT {size}{' LAST' if payload.last else ''}\r\n".encode() + body
         return dot_stuff(body)
 
     async def _expect(self, expect: Expectation) -> None:
@@ -209,6 +216,7 @@ class Dialogue:
         if isinstance(obs, Reply):
             self.codes.append(obs.code)
             self.last_code = obs.code
+            self.last_text = obs.text
             for finding in obs.findings:
                 if finding not in self.findings:
                     self.findings.append(finding)

@@ -37,12 +37,14 @@ from .yamlload import Path as DocPath
 FRAGMENTS_FILE = "_fragments.yaml"
 SHIPPED_FRAGMENTS = Path(__file__).resolve().parent.parent / "scenarios" / FRAGMENTS_FILE
 MAX_FILE_OCTETS = 4 * 1024 * 1024
-ACTIONS = ("send", "raw", "message", "pipeline", "tls", "wait", "silence", "close", "use", "require", "delivered")
+ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
+           "delivered")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
 MODIFIERS = {
     "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
     "raw": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
     "message": {"expect", "chunks", "delay", "timeout", "note"},
+    "bdat": {"expect", "last", "size", "chunks", "delay", "timeout", "note"},
     "pipeline": {"chunks", "delay", "timeout", "note"},
     "expect": {"timeout", "note"},
     "tls": {"timeout", "note"},
@@ -307,7 +309,7 @@ class Loader:
             return []
         source = ctx.source(path)
         timeout = step.get("timeout")
-        if action in ("send", "raw", "message"):
+        if action in ("send", "raw", "message", "bdat"):
             writes: list[Action] = []
             for n in range(1, step.get("repeat", 1) + 1):
                 payload, expect = self._item(step, path, ctx, timeout, n if "repeat" in step else 0)
@@ -321,9 +323,12 @@ class Loader:
             expects: list[Expectation] = []
             for j, item in enumerate(step["pipeline"]):
                 item_path = path + ("pipeline", j)
-                kinds = [k for k in ("send", "raw", "message") if k in item]
+                kinds = [k for k in ("send", "raw", "message", "bdat") if k in item]
                 if len(kinds) != 1:
-                    ctx.problem(item_path, "a pipelined item needs exactly one of send, raw, message")
+                    ctx.problem(item_path, "a pipelined item needs exactly one of send, raw, message, bdat")
+                    return []
+                if kinds[0] != "bdat" and ("last" in item or "size" in item):
+                    ctx.problem(item_path, "'last' and 'size' go with bdat only")
                     return []
                 for n in range(1, item.get("repeat", 1) + 1):
                     payload, expect = self._item(item, item_path, ctx, timeout, n if "repeat" in item else 0)
@@ -384,7 +389,7 @@ class Loader:
 
     def _item(self, item: dict[str, Any], path: DocPath, ctx: _Context, timeout: float | None,
               index: int) -> tuple[Payload | None, Expectation | None]:
-        kind = next(k for k in ("send", "raw", "message") if k in item)
+        kind = next(k for k in ("send", "raw", "message", "bdat") if k in item)
         try:
             template = parse_template(item[kind])
         except TemplateError as exc:
@@ -393,8 +398,8 @@ class Loader:
         if "i" in template.variables and not index:
             ctx.problem(path + (kind,), "{i} is only defined in a step with repeat")
             return None, None
-        kind_name = {"send": "line", "raw": "raw", "message": "message"}[kind]
-        payload = Payload(template, kind_name, index)
+        kind_name = {"send": "line", "raw": "raw", "message": "message", "bdat": "bdat"}[kind]
+        payload = Payload(template, kind_name, index, bool(item.get("last", False)), item.get("size"))
         expect = None
         if "expect" in item:
             is_ehlo = kind == "send" and item["send"].lstrip().upper().startswith("EHLO")

@@ -138,8 +138,10 @@ class Expectation:
 @dataclass(frozen=True)
 class Payload:
     template: Template
-    kind: str  # "line" (CRLF added), "raw" (verbatim), "message" (CRLF-normalised, dot-stuffed, terminated)
+    kind: str  # "line" (CRLF added), "raw" (verbatim), "message" (dot-stuffed, terminated), "bdat" (framed)
     index: int = 0  # the value of {i} within a repeat
+    last: bool = False  # bdat: the LAST chunk
+    size: int | None = None  # bdat: declare this size instead of the real one (to test mismatches)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from collections.abc import Mapping
 
 from .escapes import EscapeError, decode_escapes
@@ -22,8 +24,10 @@ VARIABLES = {
     "auth_login_password": "base64 of the password for AUTH LOGIN",
     "i": "the repetition number (1, 2, …) inside a step with repeat",
     "token": "a value unique to this dialogue, to find its messages in the target's mailbox",
+    "cram_md5": "the AUTH CRAM-MD5 response to the challenge in the previous 334 reply",
 }
-CREDENTIAL_VARIABLES = frozenset({"user", "password", "auth_plain", "auth_login_user", "auth_login_password"})
+CREDENTIAL_VARIABLES = frozenset({"user", "password", "auth_plain", "auth_login_user", "auth_login_password",
+                                  "cram_md5"})
 MAX_REPEAT_OCTETS = 64 * 1024 * 1024
 
 
@@ -97,6 +101,16 @@ def render(template: Template, values: Mapping[str, str]) -> bytes:
         else:
             out += values[part.name].encode("utf-8")
     return bytes(out)
+
+
+def cram_md5_response(user: str, password: str, challenge_b64: str) -> str:
+    """RFC 2195: base64(user SP hex(HMAC-MD5(password, challenge)))."""
+    try:
+        challenge = base64.b64decode(challenge_b64.strip(), validate=True)
+    except ValueError:
+        challenge = challenge_b64.strip().encode()
+    digest = hmac.new(password.encode("utf-8"), challenge, hashlib.md5).hexdigest()
+    return base64.b64encode(f"{user} {digest}".encode()).decode("ascii")
 
 
 def credential_values(user: str, password: str) -> dict[str, str]:
