@@ -16,6 +16,7 @@ from .mailbox import Mailbox, MailboxError
 from .model import (
     Alternative,
     DeliveryCheck,
+    EnhancedCodes,
     Expectation,
     Level,
     Outcome,
@@ -82,6 +83,9 @@ class _Stop(Exception):
     """Ends the dialogue early; the verdict is already recorded."""
 
 
+ENHANCED_AT_START = re.compile(rb"^([245])\.\d{1,3}\.\d{1,3}(?= |$)")
+
+
 def _code_matches(pattern: str, code: int) -> bool:
     text = str(code)
     return len(pattern) == 3 and all(p in ("x", c) for p, c in zip(pattern, text, strict=True))
@@ -137,6 +141,7 @@ class Dialogue:
         self.decisive_code: int | None = None
         self.last_code: int | None = None
         self.last_text = ""  # for challenge-response AUTH
+        self.enhanced_from: EnhancedCodes | None = None
         self.codes: list[int | None] = []
         self.findings: list[str] = []
         self.keywords: list[str] = []
@@ -185,6 +190,8 @@ class Dialogue:
                     self._require(action)
                 elif isinstance(action, DeliveryCheck):
                     await self._delivered(action)
+                elif isinstance(action, EnhancedCodes):
+                    self.enhanced_from = action
         except _Stop:
             pass
 
@@ -222,6 +229,8 @@ class Dialogue:
                     self.findings.append(finding)
             if expect.captures_ehlo and obs.code == 250:
                 self.keywords = obs.keywords()
+        if self.enhanced_from is not None and isinstance(obs, Reply):
+            self._check_enhanced(expect, obs)
         for alt in expect.alternatives:
             if matches(alt, obs):
                 if alt.note:
@@ -239,6 +248,20 @@ class Dialogue:
             raise _Stop
         self._grade(self.level.miss_outcome, _verdict_text(expect, obs), expect.source, expect, obs)
         raise _Stop
+
+    def _check_enhanced(self, expect: Expectation, obs: Reply) -> None:
+        """RFC 2034 §4: every reply but the greeting and those to HELO/EHLO carries a matching x.y.z."""
+        if obs.code is None or obs.code // 100 not in (2, 4, 5) or expect.command in ("EHLO", "HELO"):
+            return
+        for line, text in zip(obs.lines, obs.texts, strict=True):
+            match = ENHANCED_AT_START.match(text)
+            if match is None or int(match.group(1)) != obs.code // 100:
+                problem = "no enhanced status code" if match is None else f"enhanced code {match.group(0).decode()}"
+                self._grade(self.level.miss_outcome,
+                            f"Expected: an enhanced status code {obs.code // 100}.x.x on every line (RFC 2034) / "
+                            f"Actual: {problem} in '{escape_bytes(line[:120])}'", expect.source, expect, obs,
+                            expected=[f"{obs.code // 100}.x.x on every reply line"])
+                raise _Stop
 
     async def _tls(self, action: TLSHandshake) -> None:
         leftover = self.conn.buffered()

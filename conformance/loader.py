@@ -18,6 +18,7 @@ from .model import (
     Action,
     Alternative,
     DeliveryCheck,
+    EnhancedCodes,
     Expectation,
     Level,
     Outcome,
@@ -38,7 +39,7 @@ FRAGMENTS_FILE = "_fragments.yaml"
 SHIPPED_FRAGMENTS = Path(__file__).resolve().parent.parent / "scenarios" / FRAGMENTS_FILE
 MAX_FILE_OCTETS = 4 * 1024 * 1024
 ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
-           "delivered")
+           "delivered", "enhanced_codes")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
 MODIFIERS = {
     "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
@@ -54,6 +55,7 @@ MODIFIERS = {
     "use": {"note"},
     "require": {"note"},
     "delivered": {"note"},
+    "enhanced_codes": {"note"},
 }
 
 
@@ -339,7 +341,7 @@ class Loader:
                         expects.append(expect)
             return [Write(tuple(payloads), tuple(expects), source, step.get("chunks"), step.get("delay", 0.0))]
         if action == "expect":
-            expect = self._expectation(step["expect"], path + ("expect",), ctx, timeout, False, source)
+            expect = self._expectation(step["expect"], path + ("expect",), ctx, timeout, None, source)
             return [Read(expect)] if expect else []
         if action == "tls":
             return [TLSHandshake(source)]
@@ -353,6 +355,8 @@ class Loader:
             return [Read(Expectation((alt,), source, timeout=timeout))]
         if action == "require":
             return [RequireKeywords(tuple(k.upper() for k in step["require"]), source)]
+        if action == "enhanced_codes":
+            return [EnhancedCodes(source)]
         if action == "delivered":
             return self._delivery(step["delivered"], path + ("delivered",), ctx, source)
         # use
@@ -402,15 +406,16 @@ class Loader:
         payload = Payload(template, kind_name, index, bool(item.get("last", False)), item.get("size"))
         expect = None
         if "expect" in item:
-            is_ehlo = kind == "send" and item["send"].lstrip().upper().startswith("EHLO")
-            expect = self._expectation(item["expect"], path + ("expect",), ctx, timeout, is_ehlo,
+            words = item[kind].split() if kind == "send" else []
+            verb = words[0].upper() if words else None
+            expect = self._expectation(item["expect"], path + ("expect",), ctx, timeout, verb,
                                        ctx.source(path))
             if expect is None:
                 return None, None
         return payload, expect
 
     def _expectation(self, value: Any, path: DocPath, ctx: _Context, timeout: float | None,
-                     captures_ehlo: bool, source: Source) -> Expectation | None:
+                     command: str | None, source: Source) -> Expectation | None:
         items = value if isinstance(value, list) else [value]
         alternatives: list[Alternative] = []
         for j, item in enumerate(items):
@@ -440,7 +445,7 @@ class Loader:
                 note=item.get("note"),
                 stop=bool(item.get("stop", False)),
             ))
-        return Expectation(tuple(alternatives), source, timeout, captures_ehlo)
+        return Expectation(tuple(alternatives), source, timeout, command)
 
 
 def schema_problems(validator: jsonschema.Draft202012Validator, doc: Document, file: str,

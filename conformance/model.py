@@ -129,7 +129,11 @@ class Expectation:
     alternatives: tuple[Alternative, ...]
     source: Source
     timeout: float | None = None
-    captures_ehlo: bool = False  # the command this answers was EHLO: record its keywords
+    command: str | None = None  # verb of the command this answers (EHLO replies record keywords)
+
+    @property
+    def captures_ehlo(self) -> bool:
+        return self.command == "EHLO"
 
     def describe(self) -> list[str]:
         return [alt.describe() for alt in self.alternatives]
@@ -172,6 +176,13 @@ class Sleep:
 
 
 @dataclass(frozen=True)
+class EnhancedCodes:
+    """From here on, replies must carry RFC 3463 enhanced codes of the reply's class (RFC 2034)."""
+
+    source: Source
+
+
+@dataclass(frozen=True)
 class RequireKeywords:
     keywords: tuple[str, ...]
     source: Source
@@ -189,7 +200,7 @@ class DeliveryCheck:
     timeout: float | None = None
 
 
-Action = Write | Read | TLSHandshake | Sleep | RequireKeywords | DeliveryCheck
+Action = Write | Read | TLSHandshake | Sleep | RequireKeywords | DeliveryCheck | EnhancedCodes
 
 
 @dataclass(frozen=True)

@@ -243,3 +243,15 @@ def _targets(tmp_path: Path, entries: dict[str, tuple[str, Path]]) -> Path:
         lines += [f"  - label: {label}", f"    address: {address}", f"    mailbox: maildir:{maildir}"]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.mark.parametrize(("faults", "outcome", "message"), [
+    ((), "pass", ""),
+    (("no-enhanced",), "fail", "no enhanced status code"),
+    (("enhanced-mismatch",), "fail", "enhanced code"),
+])
+def test_enhanced_status_codes_checked_on_every_reply(faulty, faults, outcome: str, message: str) -> None:
+    run = run_suite("--smtp-target", faulty(*faults), paths=[str(ENGINE / "enhanced.yaml")])
+    result = run.result("engine-enhanced-codes")
+    assert result["outcome"] == outcome, result["message"]
+    assert message in result["message"]
