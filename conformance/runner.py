@@ -35,6 +35,7 @@ class TargetState:
     keywords: list[str] = field(default_factory=list)
     tls_keywords: list[str] = field(default_factory=list)
     tls: str = "none"
+    started: float = 0.0  # loop time when the target became ready (for its time limit)
 
     def keyword_names(self) -> set[str]:
         return {k.split()[0].upper() for k in self.keywords + self.tls_keywords if k.strip()}
@@ -124,6 +125,7 @@ class Runner:
             return result_entry(scenario, label, Outcome.UNSUPPORTED,
                                 f"needs target parameter{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}")
         assert state.endpoint is not None
+        limit = state.target.params.time_limit
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         per_target = self._target_slots.get(label)
@@ -132,6 +134,12 @@ class Runner:
         async with self._slots, per_target or contextlib.nullcontext():
             params = state.target.params
             settings = replace(self.settings, tls_context=lambda: make_tls_context(verify=params.verify_tls))
+            if limit is not None:
+                left = state.started + limit - self.loop.time()
+                if left <= 0:
+                    return result_entry(scenario, label, Outcome.FAIL,
+                                        f"not run: the target's time limit of {limit:g} s was used up")
+                settings = replace(settings, budget=min(settings.budget, left))
             dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.target.mailbox())
             outcome = await dialogue.run()
         return result_entry(scenario, label, outcome.outcome, outcome.message, outcome)
@@ -154,6 +162,7 @@ class Runner:
             state.error = f"{target.label}: could not start: {exc.__class__.__name__}: {exc}"
             return state
         await self._probe(state)
+        state.started = self.loop.time()
         return state
 
     async def _probe(self, state: TargetState) -> None:

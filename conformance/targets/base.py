@@ -31,6 +31,7 @@ class TargetParams:
     verify_tls: bool = False
     concurrency: int | None = None  # lower the suite's concurrency for this target (1 = one at a time)
     startup_timeout: float = 30.0
+    time_limit: float | None = None  # all of this target's dialogues must finish within this many seconds
 
     def values(self) -> dict[str, str]:
         out = {
