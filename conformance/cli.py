@@ -104,6 +104,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["-m", " or ".join(args.tag)]
     if args.workers:
         pytest_args += ["-n", str(args.workers)]
+    if args.shard:
+        pytest_args += ["--smtp-shard", args.shard]
+    if args.baseline:
+        pytest_args += ["--smtp-baseline", args.baseline]
+    if args.update_baseline:
+        pytest_args.append("--smtp-update-baseline")
     pytest_args += args.pytest_args
     if args.verbose:
         print("pytest " + shlex.join(pytest_args), file=sys.stderr)
@@ -195,6 +201,52 @@ def cmd_deviations(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_documents(paths: list[str]) -> list[dict[str, Any]]:
+    docs = []
+    for path in paths:
+        try:
+            docs.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: not a results document: {exc}") from None
+        if not isinstance(docs[-1], dict) or "results" not in docs[-1]:
+            raise UsageError(f"{path}: not a results document (no 'results')")
+    return docs
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Shards of one run, or runs against different targets → one document (and one report)."""
+    from .merge import MergeError, merge
+    from .results import write_json
+
+    try:
+        document = merge(_read_documents(args.files))
+    except MergeError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        write_json(document, Path(args.json))
+    if args.html:
+        from .report.html import write_html
+
+        write_html(document, Path(args.html))
+    counts = document["summary"]["outcomes"]
+    print(f"merged {len(args.files)} document(s): {document['summary']['total']} results, "
+          + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+          + "".join(f"; wrote {p}" for p in (args.json, args.html) if p))
+    return EXIT_FAILURES if counts.get("fail") or counts.get("error") else EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .merge import diff, format_diff, is_regression
+
+    old, new = _read_documents([args.old, args.new])
+    changes = diff(old, new)
+    if args.format == "json":
+        print(json.dumps(changes, indent=1))
+    else:
+        print(format_diff(changes))
+    return EXIT_FAILURES if args.fail_on_regression and any(is_regression(c) for c in changes) else EXIT_OK
+
+
 # ----- argument parsing ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smtp-conformance", description=__doc__.split("\n")[0])
@@ -215,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", metavar="EXPR", help="select scenarios by id/target expression (pytest -k)")
     run.add_argument("--tag", action="append", help="only scenarios with this tag (repeatable)")
     run.add_argument("--strict", action="store_true", help="NON-STRICT results fail the run too")
+    run.add_argument("--shard", metavar="I/N", help="run the I-th of N shards; `merge` their JSON files")
+    run.add_argument("--baseline", metavar="PATH", help="expected deviations of the --target servers")
+    run.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
     for name in TARGET_PARAMS:
         run.add_argument(f"--{name}", help=f"target parameter {name} for the --target servers")
     run.add_argument("--tls", choices=["none", "implicit"], default="none")
@@ -242,6 +297,26 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--out", default="docs/catalog")
     cat.add_argument("--scenarios", action="append", metavar="PATH")
     cat.set_defaults(func=cmd_catalog)
+
+    mrg = sub.add_parser("merge", help="merge results JSON files (shards, or runs of different targets)")
+    mrg.add_argument("files", nargs="+", metavar="RESULTS.json")
+    mrg.add_argument("--json", default="reports/results.json")
+    mrg.add_argument("--html", default="reports/index.html")
+    mrg.set_defaults(func=cmd_merge)
+
+    cmp_ = sub.add_parser("compare", help="servers × scenarios matrix from results of separate runs "
+                                          "(to run several targets at once: run --target A --target B)")
+    cmp_.add_argument("files", nargs="+", metavar="RESULTS.json")
+    cmp_.add_argument("--json", default="")
+    cmp_.add_argument("--html", default="reports/compare.html")
+    cmp_.set_defaults(func=cmd_merge)
+
+    dif = sub.add_parser("diff", help="what changed between two runs")
+    dif.add_argument("old", metavar="OLD.json")
+    dif.add_argument("new", metavar="NEW.json")
+    dif.add_argument("--format", choices=["text", "json"], default="text")
+    dif.add_argument("--fail-on-regression", action="store_true", help="exit 1 if an outcome got worse")
+    dif.set_defaults(func=cmd_diff)
 
     dev = sub.add_parser("deviations", help="generate docs/known-deviations.md from baselines/")
     dev.add_argument("--baselines", default="baselines")

@@ -64,6 +64,7 @@ class Target(ABC):
     spec: str
     params: TargetParams = field(default_factory=TargetParams)
     kind: str = "address"
+    baseline: str | None = None  # file or folder of this target's expected deviations
 
     @abstractmethod
     def start(self) -> Endpoint:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import os
 import re
 import socket
 import ssl
+import tarfile
 import threading
 import time
 import uuid
@@ -26,6 +28,7 @@ from typing import Any
 
 from ..dialogue import Endpoint
 from ..escapes import escape_bytes
+from ..mailbox import MAX_MESSAGES, MAX_OCTETS, Mailbox, MailboxError, parse_mailbox
 from .base import Target, TargetError, TargetParams
 
 LABEL = "org.smtp-conformance"
@@ -45,21 +48,22 @@ class Preset:
     api_port: int | None = None
     env: tuple[tuple[str, str], ...] = ()
     api_messages: str | None = None  # path of the message list on the API port
+    api_kind: str | None = None  # conformance.mailbox kind that reads the API (mailhog, mailpit)
     maildir: str | None = None  # where accepted mail lands, inside the container
     build: str = ""  # how to get the image when it is missing
 
 
 PRESETS: MappingProxyType[str, Preset] = MappingProxyType({
-    "mailhog": Preset("mailhog/mailhog", 1025, 8025, api_messages="/api/v2/messages",
+    "mailhog": Preset("mailhog/mailhog", 1025, 8025, api_messages="/api/v2/messages", api_kind="mailhog",
                       build="docker pull mailhog/mailhog"),
-    "mailpit": Preset("axllent/mailpit", 1025, 8025, api_messages="/api/v1/messages",
+    "mailpit": Preset("axllent/mailpit", 1025, 8025, api_messages="/api/v1/messages", api_kind="mailpit",
                       build="docker pull axllent/mailpit"),
     "postfix": Preset("smtp-conformance/postfix:latest", 25,
                       maildir="/var/mail/vhosts/example.test/user/",
                       build="scripts/containers/build-images postfix (or docker build -t "
                             "smtp-conformance/postfix:latest images/postfix)"),
     "pysmtp": Preset("smtp-conformance/pysmtp:latest", 1025, 8025, env=(("PYSMTP_DOMAINS", "example.test"),),
-                     api_messages="/api/v2/messages",
+                     api_messages="/api/v2/messages", api_kind="mailhog",
                      build="scripts/containers/build-images pysmtp (or docker build -t "
                            "smtp-conformance/pysmtp:latest images/pysmtp)"),
 })
@@ -160,6 +164,36 @@ def greeting(host: str, port: int, timeout: float, tls: bool = False) -> str:
             sock.settimeout(1.0)
             sock.recv(4096)
         return final.rstrip(b"\r").decode("utf-8", "replace")
+
+
+@dataclass
+class ContainerMaildir(Mailbox):
+    """A Maildir (or a folder of Maildirs) inside a running container, read through the engine's archive API."""
+
+    client: Any  # docker.DockerClient
+    container_id: str
+    path: str
+    spec: str = ""
+
+    def messages_with(self, token: bytes) -> list[bytes]:
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        try:
+            stream, _ = self.client.api.get_archive(self.container_id, self.path.rstrip("/"))
+            data = b"".join(stream)
+        except (DockerException, RequestException) as exc:
+            raise MailboxError(f"{self.spec}: {_reason(exc)}") from None
+        found = []
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            members = [m for m in tar.getmembers()
+                       if m.isfile() and m.name.rsplit("/", 2)[-2:-1] in (["new"], ["cur"])]
+            for member in sorted(members, key=lambda m: m.name)[-MAX_MESSAGES:]:
+                fh = tar.extractfile(member)
+                raw = fh.read(MAX_OCTETS) if fh is not None else b""
+                if token in raw:
+                    found.append(raw)
+        return found
 
 
 @dataclass
@@ -265,6 +299,8 @@ class ImageTarget(Target):
         atexit.register(self._at_exit)  # last resort; stop() unregisters it
         began = time.monotonic()
         container = self._create()
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
         try:
             self._run(container)
             with self._lock:
@@ -272,8 +308,14 @@ class ImageTarget(Target):
                     raise TargetError(f"{self.label}: interrupted while starting")
                 self._container_id = container.get_container_id()
             started = time.monotonic()
-            port = self._inspect(container)
-            waited = self._wait_ready(container, port)
+            try:
+                port = self._inspect(container)
+                waited = self._wait_ready(container, port)
+            except (DockerException, RequestException) as exc:  # the engine, mid-start (or stop() removed it)
+                if self._stopped:
+                    raise TargetError(f"{self.label}: interrupted while starting") from None
+                raise TargetError(f"{self.label}: the engine failed while starting {self.image!r}: "
+                                  f"{_reason(exc)}") from None
         except BaseException:
             with self._lock:
                 self._container_id = None
@@ -481,6 +523,21 @@ class ImageTarget(Target):
             info["env"] = sorted(self.env)  # names only: values may be secrets
         info.update(self._info)
         return info
+
+    def mailbox(self) -> Mailbox | None:
+        """The user's mailbox parameter if any; else the preset's API, or its Maildir inside the container."""
+        own = super().mailbox()
+        if own is not None or self.preset is None:
+            return own
+        preset = PRESETS[self.preset]
+        api = self._info.get("api")
+        if preset.api_kind and api:
+            return parse_mailbox(f"{preset.api_kind}:{api}")
+        cid, client = self._container_id, self._client
+        if preset.maildir and cid and client is not None:
+            return ContainerMaildir(client.client, cid, preset.maildir,
+                                    f"container-maildir:{cid[:12]}:{preset.maildir}")
+        return None
 
     def logs(self) -> dict[str, str]:
         if self._container_id is not None and self._client is not None:
