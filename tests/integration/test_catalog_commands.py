@@ -7,6 +7,7 @@ servers that keep it. All targets go into one run of the suite, so the whole fil
 
 from __future__ import annotations
 
+import json
 import re
 import socketserver
 import threading
@@ -50,6 +51,7 @@ QUIRKS = {
     "syntax-550": "MAIL syntax errors -> 550",
     "no-ehlo": "EHLO -> 502 (old-style server)",
     "no-helo": "HELO -> 500",
+    "header-routing": "a message is also stored for each local address in its To/Cc header fields",
 }
 DOMAIN = "example.test"
 CTL = re.compile(r"[\x00-\x1f\x7f]")
@@ -192,8 +194,16 @@ class _Session(socketserver.StreamRequestHandler):
         if not self.rcpts:
             return self.reply("503 5.5.1 no valid recipients")
         self.reply("354 go ahead")
-        while self.rfile.readline(65536) not in (b".\r\n", b""):
-            pass
+        data = b""
+        while (line := self.rfile.readline(65536)) not in (b".\r\n", b""):
+            data += line[1:] if line.startswith(b".") else line
+        copies = len(self.rcpts)
+        if self.has("header-routing"):
+            head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+            copies += len(re.findall(r"^(?:To|Cc):.*@" + re.escape(DOMAIN), head, re.M | re.I))
+        if self.server.maildir is not None:
+            for _ in range(copies):
+                self.server.store(data)
         self.reset()
         self.reply("250 2.0.0 queued")
 
@@ -228,11 +238,25 @@ class _QuirkyServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 128  # the suite opens many connections at once
 
-    def __init__(self, quirks: set[str]) -> None:
+    def __init__(self, quirks: set[str], maildir: Path | None = None) -> None:
         unknown = quirks - set(QUIRKS)
         assert not unknown, unknown
         self.quirks = quirks
+        self.maildir = maildir
+        self.stored = 0
+        self.lock = threading.Lock()
+        if maildir is not None:
+            for sub in ("tmp", "new", "cur"):
+                (maildir / sub).mkdir(parents=True, exist_ok=True)
         super().__init__(("127.0.0.1", 0), _Session)
+
+    def store(self, data: bytes) -> None:
+        assert self.maildir is not None
+        with self.lock:
+            self.stored += 1
+            name = f"{self.stored}.quirky"
+        (self.maildir / "tmp" / name).write_bytes(data)
+        (self.maildir / "tmp" / name).rename(self.maildir / "new" / name)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -297,7 +321,10 @@ QUIRKY_EXPECT: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         P + "4.1.2-invalid-character-501": "fail"}),
     "q-no-ehlo": (("no-ehlo",), {P + "4.1.1.1-ehlo-accepted": "fail"}),
     "q-no-helo": (("no-helo",), {P + "4.1.1.1-helo-accepted": "fail", P + "4.1.1.1-helo-transaction": "fail"}),
+    "q-headers": (("header-routing",), {P + "c-routing-from-envelope": "fail"}),
 }
+MAILDIR_TARGETS = {"q-headers"}  # with faulty-correct and quirky-correct: delivery checks need a mailbox
+DELIVERY = {P + "c-routing-from-envelope"}  # UNSUPPORTED on every target without a mailbox
 # The shared faulty server's correct mode answers QUIT with an argument 221 (its README: "an argument is
 # ignored") and refuses a trailing tab after RCPT (501): two SHOULD deviations of its own, so these two are
 # checked on the quirky server only.
@@ -306,33 +333,39 @@ FAULTY_OWN_DEVIATIONS = {P + "4.1.1-quit-argument", P + "4.1.1-rcpt-trailing-spa
 
 @pytest.fixture(scope="module")
 def suite_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteRun]:
-    """One suite run with every target: correct ones and broken ones."""
+    """One suite run with every target (a targets file): correct ones and broken ones."""
     from tests.servers.faulty import start_in_thread
 
+    tmp = tmp_path_factory.mktemp("commands")
     stops = []
-    targets: list[str] = []
-
-    def faulty(*faults: str) -> str:
-        host, port, stop = start_in_thread(list(faults), port=0)
-        stops.append(stop)
-        return f"{host}:{port}"
-
     quirky_servers: list[_QuirkyServer] = []
+    entries: list[dict[str, str]] = []
 
-    def quirky(*quirks: str) -> str:
-        server = _QuirkyServer(set(quirks))
+    def faulty(label: str, *faults: str, maildir: bool = False) -> None:
+        box = tmp / f"{label}-maildir" if maildir else None
+        host, port, stop = start_in_thread(list(faults), port=0, maildir=box)
+        stops.append(stop)
+        entries.append({"label": label, "address": f"{host}:{port}", **({"maildir": str(box)} if box else {})})
+
+    def quirky(label: str, *quirks: str, maildir: bool = False) -> None:
+        box = tmp / f"{label}-maildir" if maildir else None
+        server = _QuirkyServer(set(quirks), box)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         quirky_servers.append(server)
-        return f"127.0.0.1:{server.server_address[1]}"
+        entries.append({"label": label, "address": f"127.0.0.1:{server.server_address[1]}",
+                        **({"maildir": str(box)} if box else {})})
 
     try:
-        targets += ["--smtp-target", f"faulty-correct={faulty()}", "--smtp-target", f"quirky-correct={quirky()}"]
+        faulty("faulty-correct", maildir=True)
+        quirky("quirky-correct", maildir=True)
         for label, (fault, _) in FAULTY_EXPECT.items():
-            targets += ["--smtp-target", f"{label}={faulty(fault)}"]
+            faulty(label, fault)
         for label, (quirks, _) in QUIRKY_EXPECT.items():
-            targets += ["--smtp-target", f"{label}={quirky(*quirks)}"]
-        yield run_suite(*targets, "--smtp-timeout", "3", "--smtp-concurrency", "32", paths=PATHS,
-                        tmp=tmp_path_factory.mktemp("commands"))
+            quirky(label, *quirks, maildir=label in MAILDIR_TARGETS)
+        targets_file = tmp / "targets.yaml"
+        targets_file.write_text(json.dumps({"targets": entries}, indent=1))  # JSON is YAML
+        yield run_suite("--smtp-targets", str(targets_file), "--smtp-timeout", "3", "--smtp-concurrency", "32",
+                        paths=PATHS, tmp=tmp)
     finally:
         for stop in stops:
             stop()
@@ -361,6 +394,12 @@ def test_correct_servers_pass(suite_run: SuiteRun) -> None:
         bad = {sid: o for sid, o in outcomes.items() if sid not in info_level | skip and o != "pass"}
         assert not bad, f"{label}: {bad}"
         assert all(outcomes[sid] == "info" for sid in info_level), label
+
+
+def test_delivery_checks_need_a_mailbox(suite_run: SuiteRun) -> None:
+    """Without a mailbox the delivery scenario is UNSUPPORTED, never a verdict on the server."""
+    outcomes = suite_run.outcomes("no-sequencing")
+    assert {sid: outcomes[sid] for sid in DELIVERY} == dict.fromkeys(DELIVERY, "unsupported")
 
 
 @pytest.mark.parametrize("label", list(FAULTY_EXPECT))
