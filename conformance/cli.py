@@ -235,6 +235,19 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if counts.get("fail") or counts.get("error") else EXIT_OK
 
 
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Remove containers an interrupted run left behind (they carry the org.smtp-conformance label)."""
+    from .targets.base import TargetError
+    from .targets.container import cleanup_leftovers
+
+    try:
+        removed = cleanup_leftovers(args.session)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"removed {len(removed)} container(s)" + "".join(f"\n  {cid[:12]}" for cid in removed))
+    return EXIT_OK
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     from .merge import diff, format_diff, is_regression
 
@@ -317,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     dif.add_argument("--format", choices=["text", "json"], default="text")
     dif.add_argument("--fail-on-regression", action="store_true", help="exit 1 if an outcome got worse")
     dif.set_defaults(func=cmd_diff)
+
+    cln = sub.add_parser("cleanup", help="remove leftover containers of interrupted runs")
+    cln.add_argument("--session", help="only this run's containers (SMTP_CONFORMANCE_SESSION)")
+    cln.set_defaults(func=cmd_cleanup)
 
     dev = sub.add_parser("deviations", help="generate docs/known-deviations.md from baselines/")
     dev.add_argument("--baselines", default="baselines")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import shlex
 import signal
 import sys
+import uuid
 import zlib
 from pathlib import Path
 from typing import Any
@@ -362,6 +364,9 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not _is_worker(config):
+        # one run id for the controller and its xdist workers: containers are labelled with it
+        os.environ.setdefault("SMTP_CONFORMANCE_SESSION", uuid.uuid4().hex[:12])
     state = SmtpSession(config)
     config.stash[STATE] = state
     config.pluginmanager.register(state, "smtp-conformance-session")

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,9 @@ class ProcessTarget(Target):
     _tmp: str | None = field(default=None, repr=False)
     _port: int = 0
     _argv: list[str] = field(default_factory=list, repr=False)
+    # stop() may run (Ctrl-C) while start() is still in its worker thread: they must not miss each other
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stopping: bool = False
 
     def argv(self, port: int, tmp: str) -> list[str]:
         return ["/bin/sh", "-c", self.command.replace("{port}", str(port))]
@@ -99,10 +103,13 @@ class ProcessTarget(Target):
         out = open(Path(self._tmp) / "stdout", "wb")  # noqa: SIM115 - owned by the child
         err = open(Path(self._tmp) / "stderr", "wb")  # noqa: SIM115
         try:
-            self._proc = subprocess.Popen(
-                self._argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.workdir,
-                start_new_session=True, env={**os.environ, "PORT": str(self._port)},
-            )
+            with self._lock:
+                if self._stopping:
+                    raise TargetError(f"{self.label}: interrupted before it started")
+                self._proc = subprocess.Popen(
+                    self._argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.workdir,
+                    start_new_session=True, env={**os.environ, "PORT": str(self._port)},
+                )
         except OSError as exc:
             raise TargetError(f"cannot start {self.spec!r}: {exc.strerror}") from None
         finally:
@@ -141,6 +148,8 @@ class ProcessTarget(Target):
             return ""
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
         if self._proc is not None:
             kill_tree(self._proc)
         # logs are read before the temporary directory goes

@@ -104,7 +104,7 @@ def load_targets_file(path: Path, defaults: TargetParams | None = None) -> tuple
                 problems.append(Problem(name, doc.line(("targets", i, "mailbox")), str(exc)))
                 continue
         params = defaults.with_(**overrides)
-        kinds = [k for k in ("address", "command", "builtin", "image") if k in entry]
+        kinds = [k for k in ("address", "command", "builtin", "image", "preset") if k in entry]
         try:
             if kinds[0] == "address":
                 target = parse_target(str(entry["address"]), params)
