@@ -260,6 +260,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if args.fail_on_regression and any(is_regression(c) for c in changes) else EXIT_OK
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Grade a class (docs/grading.md): 0 grades written, 1 run incomplete, 2 rubric/students/scenario errors."""
+    from .grading import grade
+
+    return grade(Path(args.rubric), Path(args.targets), Path(args.out), scenarios=args.scenarios,
+                 concurrency=args.concurrency, timeout=args.timeout, isolation=args.isolation,
+                 uid_base=args.uid_base, verbose=args.verbose)
+
+
 # ----- argument parsing ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smtp-conformance", description=__doc__.split("\n")[0])
@@ -340,6 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--out", default="docs/known-deviations.md")
     dev.add_argument("--scenarios", action="append", metavar="PATH")
     dev.set_defaults(func=cmd_deviations)
+
+    grd = sub.add_parser("grade", help="grade students' servers against a rubric (docs/grading.md)")
+    grd.add_argument("--rubric", required=True, metavar="RUBRIC.yaml", help="categories, weights, credit, hidden")
+    grd.add_argument("--targets", required=True, metavar="STUDENTS.yaml", help="targets file, one labelled entry "
+                     "per student")
+    grd.add_argument("--out", default="reports/grading", help="report folder (default %(default)s)")
+    grd.add_argument("--scenarios", action="append", metavar="PATH", help="scenario files or folders (default: "
+                     "the rubric's `scenarios`, else the catalog)")
+    grd.add_argument("--concurrency", type=int, default=4, help="dialogues at once per student, unless the "
+                     "students file says otherwise (default %(default)s)")
+    grd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply")
+    grd.add_argument("--isolation", choices=["auto", "uid", "none"], default="auto", help="uid: each student "
+                     "command under its own unprivileged uid with resource limits (needs root); auto: uid when "
+                     "possible")
+    grd.add_argument("--uid-base", type=int, metavar="UID", help="first of the uids given to students "
+                     "(default: a free random block)")
+    grd.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line and its output")
+    grd.set_defaults(func=cmd_grade)
     return parser
 
 

@@ -16,6 +16,7 @@ from .mailbox import Mailbox, MailboxError
 from .model import (
     Alternative,
     DeliveryCheck,
+    Disconnect,
     EnhancedCodes,
     Expectation,
     Level,
@@ -110,6 +111,8 @@ def matches(alt: Alternative, obs: Observation) -> bool:
         return False
     if alt.enhanced and not _enhanced_matches(alt.enhanced, obs.enhanced):
         return False
+    if alt.wellformed and obs.findings:
+        return False
     return not (alt.text and not re.search(alt.text, obs.text))
 
 
@@ -119,6 +122,8 @@ def describe(obs: Observation) -> str:
     if obs.code is None or obs.truncated:
         why = f" ({obs.findings[-1]})" if obs.truncated and obs.findings else ""
         return f"malformed reply '{obs.summary()}'{why}"
+    if obs.findings:
+        return f"{obs.summary()} [{'; '.join(obs.findings)}]"
     return obs.summary()
 
 
@@ -192,6 +197,9 @@ class Dialogue:
                     await self._delivered(action)
                 elif isinstance(action, EnhancedCodes):
                     self.enhanced_from = action
+                elif isinstance(action, Disconnect):
+                    self.transcript.event("client closed the connection")
+                    await self.conn.close()
         except _Stop:
             pass
 
@@ -312,11 +320,13 @@ class Dialogue:
         self.transcript.event(f"mailbox {self.mailbox.spec}: {len(found)} stored message(s) with the token")
         for raw in found[:3]:
             self.transcript.event("stored: " + escape_bytes(raw[:4096]) + (" …" if len(raw) > 4096 else ""))
+        contains = [render(t, self.values).replace(b"\r\n", b"\n") for t in check.contains]
+        lacks = [render(t, self.values).replace(b"\r\n", b"\n") for t in check.lacks]
         expected = [f"{check.count} stored message(s) with the token"]
-        expected += [f"containing '{escape_bytes(t)}'" for t in check.contains]
-        expected += [f"not containing '{escape_bytes(t)}'" for t in check.lacks]
+        expected += [f"containing '{escape_bytes(t)}'" for t in contains]
+        expected += [f"not containing '{escape_bytes(t)}'" for t in lacks]
         expected += [f"with header {h}" for h in check.headers]
-        problem = _judge_stored(found, check)
+        problem = _judge_stored(found, check.count, contains, lacks, check.headers)
         if problem:
             self._grade(self.level.miss_outcome, f"Expected: {'; '.join(expected)} / Actual: {problem}",
                         check.source, None, None, expected=expected, actual=problem)
@@ -354,20 +364,21 @@ def _verdict_text(expect: Expectation, obs: Observation, note: str | None = None
     return f"{text} ({note})" if note else text
 
 
-def _judge_stored(found: list[bytes], check: DeliveryCheck) -> str | None:
+def _judge_stored(found: list[bytes], count: int, contains: list[bytes], lacks: list[bytes],
+                  headers: tuple[str, ...]) -> str | None:
     """What is wrong with the stored messages, or None. Line ends are compared as LF."""
-    if len(found) != check.count:
+    if len(found) != count:
         return f"{len(found)} stored message(s) with the token"
     for raw in found:
         text = raw.replace(b"\r\n", b"\n")
         head = text.split(b"\n\n", 1)[0].lower()
-        for wanted in check.contains:
+        for wanted in contains:
             if wanted not in text:
                 return f"a stored message lacks '{escape_bytes(wanted)}'"
-        for unwanted in check.lacks:
+        for unwanted in lacks:
             if unwanted in text:
                 return f"a stored message contains '{escape_bytes(unwanted)}'"
-        for header in check.headers:
+        for header in headers:
             if not (head.startswith(header.lower().encode() + b":") or b"\n" + header.lower().encode() + b":" in head):
                 return f"a stored message has no {header} header"
     return None

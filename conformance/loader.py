@@ -13,11 +13,11 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from .escapes import EscapeError, decode_escapes
 from .model import (
     Action,
     Alternative,
     DeliveryCheck,
+    Disconnect,
     EnhancedCodes,
     Expectation,
     Level,
@@ -28,6 +28,7 @@ from .model import (
     Scenario,
     Sleep,
     Source,
+    Template,
     TLSHandshake,
     Write,
 )
@@ -39,7 +40,7 @@ FRAGMENTS_FILE = "_fragments.yaml"
 SHIPPED_FRAGMENTS = Path(__file__).resolve().parent.parent / "scenarios" / FRAGMENTS_FILE
 MAX_FILE_OCTETS = 4 * 1024 * 1024
 ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
-           "delivered", "enhanced_codes")
+           "delivered", "enhanced_codes", "disconnect")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
 MODIFIERS = {
     "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
@@ -56,6 +57,7 @@ MODIFIERS = {
     "require": {"note"},
     "delivered": {"note"},
     "enhanced_codes": {"note"},
+    "disconnect": {"note"},
 }
 
 
@@ -246,6 +248,14 @@ class Loader:
         ctx = _Context(file, doc, lines, problems, fragments)
         before = len(problems)
         actions = self._steps(data["steps"], ("steps",), ctx)
+        cut = next((i for i, a in enumerate(actions) if isinstance(a, Disconnect)), None)
+        if cut is not None:
+            for later in actions[cut + 1:]:
+                if not isinstance(later, Sleep | DeliveryCheck):
+                    src = getattr(later, "source", None) or getattr(getattr(later, "expect", None), "source", None)
+                    problems.append(Problem(file, src.line if src else doc.line(("steps",)),
+                                            "after disconnect only wait and delivered steps make sense"))
+                    break
         variables = frozenset(
             name
             for action in _walk_writes(actions)
@@ -357,6 +367,8 @@ class Loader:
             return [RequireKeywords(tuple(k.upper() for k in step["require"]), source)]
         if action == "enhanced_codes":
             return [EnhancedCodes(source)]
+        if action == "disconnect":
+            return [Disconnect(source)]
         if action == "delivered":
             return self._delivery(step["delivered"], path + ("delivered",), ctx, source)
         # use
@@ -378,13 +390,13 @@ class Loader:
         return actions
 
     def _delivery(self, spec: dict[str, Any], path: DocPath, ctx: _Context, source: Source) -> list[Action]:
-        texts: dict[str, tuple[bytes, ...]] = {}
+        texts: dict[str, tuple[Template, ...]] = {}
         for key in ("contains", "lacks"):
             out = []
             for i, text in enumerate(spec.get(key, [])):
                 try:
-                    out.append(decode_escapes(text).replace(b"\r\n", b"\n"))
-                except EscapeError as exc:
+                    out.append(parse_template(text))
+                except TemplateError as exc:
                     ctx.problem(path + (key, i), f"{key}: {exc}")
                     return []
             texts[key] = tuple(out)
@@ -444,6 +456,7 @@ class Loader:
                 outcome=Outcome(item.get("outcome", "pass")),
                 note=item.get("note"),
                 stop=bool(item.get("stop", False)),
+                wellformed=bool(item.get("wellformed", False)),
             ))
         return Expectation(tuple(alternatives), source, timeout, command)
 

@@ -103,6 +103,7 @@ class Alternative:
     outcome: Outcome = Outcome.PASS
     note: str | None = None
     stop: bool = False  # end the dialogue here (e.g. the server refused service)
+    wellformed: bool = False  # the reply must also be free of §4.2 syntax findings
 
     def describe(self) -> str:
         if self.close:
@@ -117,6 +118,8 @@ class Alternative:
                 desc += f" with enhanced code {self.enhanced}"
             if self.text:
                 desc += f" with text matching /{self.text}/"
+            if self.wellformed:
+                desc += ", well-formed (§4.2)"
         if self.outcome is not Outcome.PASS:
             desc += f" [{self.outcome.value}]"
         return desc
@@ -176,6 +179,13 @@ class Sleep:
 
 
 @dataclass(frozen=True)
+class Disconnect:
+    """The client closes the connection (e.g. to check that an unfinished transaction is not delivered)."""
+
+    source: Source
+
+
+@dataclass(frozen=True)
 class EnhancedCodes:
     """From here on, replies must carry RFC 3463 enhanced codes of the reply's class (RFC 2034)."""
 
@@ -194,13 +204,13 @@ class DeliveryCheck:
 
     source: Source
     count: int = 1
-    contains: tuple[bytes, ...] = ()
-    lacks: tuple[bytes, ...] = ()
+    contains: tuple[Template, ...] = ()  # rendered per dialogue ({token}, {rcpt} …), line ends as LF
+    lacks: tuple[Template, ...] = ()
     headers: tuple[str, ...] = ()
     timeout: float | None = None
 
 
-Action = Write | Read | TLSHandshake | Sleep | RequireKeywords | DeliveryCheck | EnhancedCodes
+Action = Write | Read | TLSHandshake | Sleep | RequireKeywords | DeliveryCheck | EnhancedCodes | Disconnect
 
 
 @dataclass(frozen=True)

@@ -255,3 +255,35 @@ def test_enhanced_status_codes_checked_on_every_reply(faulty, faults, outcome: s
     result = run.result("engine-enhanced-codes")
     assert result["outcome"] == outcome, result["message"]
     assert message in result["message"]
+
+
+SYNTAX = [str(ENGINE / "syntax.yaml")]
+
+
+@pytest.mark.parametrize(("fault", "outcome"), [(None, "pass"), ("bare-lf-replies", "fail"),
+                                                ("mixed-multiline", "fail")])
+def test_wellformed_replies(faulty, fault, outcome) -> None:
+    run = run_suite("--smtp-target", faulty(*([fault] if fault else [])), "-k", "wellformed", paths=SYNTAX)
+    result = run.result("engine-wellformed-ehlo")
+    assert result["outcome"] == outcome, result["message"]
+    if fault:
+        assert "Actual: 250-faulty.example.test" in result["message"] and "[" in result["message"]
+
+
+def test_client_disconnect_then_mailbox() -> None:
+    run = run_suite("-k", "disconnect or variables", paths=SYNTAX)
+    assert run.outcomes() == {"engine-disconnect-not-delivered": "pass", "engine-delivered-variables": "pass"}, \
+        run.stdout[-3000:]
+    events = [e["data"] for e in run.result("engine-disconnect-not-delivered")["transcript"] if e["dir"] == "*"]
+    assert "client closed the connection" in events
+
+
+def test_steps_after_disconnect_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "x.yaml").write_text(
+        "id: after-disconnect\ntitle: a send after disconnect\nrfc: 5321\nsection: '4.1'\nlevel: MUST\n"
+        "quote: nothing to quote here really\nsteps:\n  - use: ehlo\n  - disconnect: true\n  - send: NOOP\n")
+    run = run_suite(paths=[str(folder)])
+    assert run.exit_code == 2
+    assert "x.yaml:10: after disconnect only wait and delivered steps make sense" in run.stdout
