@@ -92,7 +92,7 @@ FAULTY: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "short-limits": (("short-limits",), {
         "rfc5321-4.5.3.1.1-sender-local-part-64": "fail",
         "rfc5321-4.5.3.1.1-recipient-local-part-64": "fail",
-        "rfc5321-4.5.3.1.2-domain-255": "fail",
+        "rfc5321-4.5.3.1.2-domain-253": "fail",
         "rfc5321-4.5.3.1.3-path-256": "fail",
         "rfc5321-4.5.3.1.4-command-line-512": "fail",
     }),
