@@ -5,7 +5,8 @@ INFO where the RFC leaves the branch open), and against a correct server, where 
 servers are tests/servers/faulty.py with one fault each, plus a tiny SMTP server defined here for the
 faults faulty.py does not have (bare CR as a line end, a stuffed dot taken for the end of data, the end
 of data looked for per read, header policing, a 30-hop limit, recipient limits with the wrong code or
-that drop the transaction, missing commands, case-sensitive postmaster).
+that drop the transaction, a limit on recipients named in the header, missing commands, case-sensitive
+postmaster).
 
 Everything goes through ONE run of the suite (a pytest subprocess): every (scenario, target) pair is
 selected by its node id, so each target only runs the scenarios meant for it.
@@ -130,6 +131,9 @@ TINY: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "header-police": (("header-police",), {
         "rfc5321-3.3-header-defects-not-rejected": "non-strict",
         "rfc5321-3.3-resent-fields-not-rejected": "fail",
+    }),
+    "header-rcpt-100": (("header-rcpt-100",), {
+        "rfc5321-4.5.3.1.8-many-header-recipients": "non-strict",
     }),
     "hops-30": (("hops-30",), {
         "rfc5321-6.3-99-received-fields-accepted": "non-strict",
@@ -276,6 +280,8 @@ class _TinyHandler(socketserver.BaseRequestHandler):
         if "header-police" in self.modes and (b"\ndate:" not in b"\n" + header
                                               or (b"resent-to:" in header and b"resent-from:" not in header)):
             return "554 5.6.0 malformed header section"
+        if "header-rcpt-100" in self.modes and header.count(b"@") > 100:
+            return "554 5.7.1 too many recipients in the header"
         if "hops-30" in self.modes and header.count(b"received:") > 30:
             return "554 5.4.0 too many hops"
         return "250 2.0.0 queued"
