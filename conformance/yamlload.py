@@ -47,13 +47,24 @@ class _Builder:
         self.scalars = SafeConstructor()
         self.count = 0
 
+    def _close(self, node: Node, path: Path, children: list[Path]) -> None:
+        """The last line a node occupies. A block collection ends where its last child ends (its end mark
+        is already on the next item's line); scalars and flow collections end at their end mark."""
+        first = self.doc.lines[path][0]
+        if getattr(node, "flow_style", False) or not children:
+            mark = node.end_mark
+            last = mark.line if mark.column == 0 else mark.line + 1
+        else:
+            last = max(self.doc.lines[c][1] for c in children)
+        self.doc.lines[path] = (first, max(first, last))
+
     def build(self, node: Node, path: Path, depth: int = 0) -> Any:
         self.count += 1
         if depth > 64 or self.count > 200_000:
             # anchors and aliases can expand exponentially: refuse instead of eating memory
             raise YamlError(node.start_mark.line + 1, "YAML nested or aliased too deeply")
-        end_line = node.end_mark.line + (0 if node.end_mark.column == 0 else 1)
-        self.doc.lines[path] = (node.start_mark.line + 1, max(node.start_mark.line + 1, end_line))
+        first = node.start_mark.line + 1
+        self.doc.lines[path] = (first, first)
         if isinstance(node, MappingNode):
             result: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -67,9 +78,13 @@ class _Builder:
                     raise YamlError(key_node.start_mark.line + 1, f"duplicate key '{key}'")
                 self.doc.key_lines[path + (key,)] = key_node.start_mark.line + 1
                 result[key] = self.build(value_node, path + (key,), depth + 1)
+            self._close(node, path, [path + (str(k),) for k in result])
             return result
         if isinstance(node, SequenceNode):
-            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+            items = [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+            self._close(node, path, [path + (i,) for i in range(len(items))])
+            return items
+        self._close(node, path, [])
         self.doc.scalar_text[path] = str(node.value)
         try:
             return self.scalars.construct_object(node)

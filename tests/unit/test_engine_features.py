@@ -78,3 +78,15 @@ def test_requires_and_needs_are_derived(tmp_path: Path) -> None:
                     extra="requires: [auth, chunking]\n")
     assert scenario.requires == ("AUTH", "CHUNKING")
     assert scenario.needs == ("credentials", "mailbox")
+
+
+def test_step_source_is_exactly_the_steps_lines(tmp_path: Path) -> None:
+    scenario = load(tmp_path, "  - send: DATA\n    expect: 354\n  - raw: 'x'\n  - silence: 1\n"
+                              "  - raw: '.\\r\\n'\n    expect:\n      - 250\n      - {code: 554, note: n}\n"
+                              "  - message: |\n      a\n      b\n    expect: 250\n")
+    sources = [a.source.text for a in scenario.actions if hasattr(a, "source")]
+    sources += [a.expect.source.text for a in scenario.actions if hasattr(a, "expect")]
+    assert "- silence: 1" in sources
+    assert "- send: DATA\n  expect: 354" in sources
+    assert "- raw: '.\\r\\n'\n  expect:\n    - 250\n    - {code: 554, note: n}" in sources
+    assert "- message: |\n    a\n    b\n  expect: 250" in sources
