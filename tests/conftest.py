@@ -26,3 +26,4 @@ def faulty() -> Iterator[Callable[..., str]]:
 
 # Scenario corpora are inputs for tests, not tests: the tests copy or name them explicitly.
 collect_ignore = ["corpus"]
+collect_ignore_glob = ["*/scenarios/*", "*/scenarios"]
