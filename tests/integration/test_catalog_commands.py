@@ -1,7 +1,7 @@
 """Negative proof for the `commands` scenarios (RFC 5321 §4.1.1–4.1.4, §4.3, Appendix C).
 
 Every rule family is run against servers that break it — the shared faulty server's faults, and a small
-scripted server defined here (`Quirky`) for the faults the faulty server does not have — and against
+scripted server defined here (`_QuirkyServer`) for the faults the faulty server does not have — and against
 servers that keep it. All targets go into one run of the suite, so the whole file takes a few seconds.
 """
 
