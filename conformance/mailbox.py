@@ -112,7 +112,10 @@ class MaildevMailbox(Mailbox):
     spec: str = ""
 
     def messages_with(self, token: bytes) -> list[bytes]:
+        # maildev 2+ serves its REST API under /api (maildev:http://127.0.0.1:1080 or …:1080/api both work)
         base = self.url.rstrip("/")
+        if not base.endswith("/api"):
+            base += "/api"
         data = _http_json(f"{base}/email")
         out = []
         for item in (data if isinstance(data, list) else [])[-MAX_MESSAGES:]:
