@@ -287,3 +287,78 @@ def test_steps_after_disconnect_are_refused(tmp_path: Path) -> None:
     run = run_suite(paths=[str(folder)])
     assert run.exit_code == 2
     assert "x.yaml:10: after disconnect only wait and delivered steps make sense" in run.stdout
+
+
+def test_cli_run_writes_json_html_junit_and_selects_by_tag(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+
+    out = {k: tmp_path / f"r.{k}" for k in ("json", "html", "xml")}
+    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--scenarios", str(REPO / "scenarios"),
+                           "--tag", "seed", "--json", str(out["json"]), "--html", str(out["html"]),
+                           "--junit", str(out["xml"])], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    document = json.loads(out["json"].read_text())
+    assert document["results"] and all("seed" in r["tags"] for r in document["results"])
+    jsonschema.validate(document, RESULTS_SCHEMA)
+    cases = ET.parse(out["xml"]).getroot().iter("testcase")
+    names = [c.get("name") for c in cases]
+    assert len(names) == len(document["results"]) and all(n.endswith("[builtin]") for n in names)
+    assert "<table" in out["html"].read_text()
+
+
+def test_implicit_tls_target(tmp_path: Path) -> None:
+    """--smtp-tls implicit: TLS from the first byte (RFC 8314), against a small TLS-only server."""
+    import socket
+    import ssl
+    import subprocess
+    import threading
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve(raw: socket.socket) -> None:
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as conn:
+                conn.sendall(b"220 tls.example.test ESMTP\r\n")
+                buf = b""
+                while b"QUIT" not in buf:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    buf += data
+                    if data.upper().startswith(b"EHLO"):
+                        conn.sendall(b"250-tls.example.test\r\n250 8BITMIME\r\n")
+                conn.sendall(b"221 bye\r\n")
+        except (OSError, ssl.SSLError):
+            pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(raw,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        run = run_suite("--smtp-target", f"127.0.0.1:{port}", "--smtp-tls", "implicit", "-k", "quit", paths=CORE)
+        plain = run_suite("--smtp-target", f"127.0.0.1:{port}", "--smtp-timeout", "2", "-k", "quit", paths=CORE)
+    finally:
+        stop.set()
+        listener.close()
+    assert run.outcomes() == {"engine-quit-close": "pass"}, run.stdout[-2000:]
+    assert run.document["targets"][0]["tls"] == "implicit"
+    assert "(implicit TLS)" in run.result("engine-quit-close")["transcript"][0]["data"]
+    assert plain.outcomes() == {"engine-quit-close": "fail"}  # without TLS there is no greeting to read
