@@ -46,6 +46,10 @@ class ConnectError(Exception):
     pass
 
 
+class TLSConnectError(ConnectError):
+    """Reached the server, but the implicit-TLS handshake failed: the server's fault, not the harness's."""
+
+
 def make_tls_context(verify: bool, cafile: str | None = None) -> ssl.SSLContext:
     """Certificate checks are off by default: test servers mostly use self-signed certificates."""
     ctx = ssl.create_default_context(cafile=cafile)
@@ -80,8 +84,11 @@ class Connection:
             )
         except TimeoutError:
             raise ConnectError(f"connect to {host}:{port} timed out after {timeout:g} s") from None
-        except ssl.SSLError as exc:
-            raise ConnectError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
+        except (ssl.SSLError, ConnectionResetError) as exc:
+            if tls is None:
+                raise ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+            raise TLSConnectError(f"TLS handshake with {host}:{port} failed: "
+                                  f"{getattr(exc, 'reason', None) or exc}") from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         self.tls = tls is not None

@@ -283,8 +283,13 @@ class Dialogue:
             raise _Stop
 
     def _require(self, action: RequireKeywords) -> None:
-        names = {k.split()[0] for k in self.keywords if k}
-        missing = [k for k in action.keywords if k not in names]
+        offered = {k.split()[0]: {p.upper() for p in k.split()[1:]} for k in self.keywords if k.strip()}
+
+        def has(wanted: str) -> bool:  # "AUTH LOGIN": the keyword, with LOGIN among its parameters
+            name, *params = wanted.split()
+            return name in offered and set(params) <= offered[name]
+
+        missing = [k for k in action.keywords if not has(k)]
         if missing:
             self._grade(Outcome.UNSUPPORTED, f"the server did not advertise {', '.join(missing)} in this session",
                         action.source, None, None, expected=list(action.keywords))

@@ -11,9 +11,10 @@
    environment), and only then are the reports written into `--out`: class.html, grades.csv, grades.json,
    students/<label>.html, results.json.
 
-This module is also a tiny pytest plugin (`-p conformance.grading`): `--smtp-grading-select FILE` keeps only
-the scenario ids listed in FILE, so that scenarios no category scores neither run nor use up a student's
-time limit.
+This module is also a small pytest plugin, loaded only by that run (`-p conformance.grading`):
+`--smtp-grading-select FILE` keeps only the scenario ids listed in FILE (scenarios no category scores
+neither run nor use up a student's time limit); it starts all students at once instead of a CPU-sized
+handful at a time, and stops them all at once at the end instead of one after another.
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ class Rubric:
     categories: list[Category]
     hidden: list[Selector]
     hidden_line: int = 0
+    no_answer: str = "fail"
 
     @property
     def weight_sum(self) -> float:
@@ -253,6 +255,7 @@ def load_rubric(path: Path) -> tuple[Rubric | None, list[Problem]]:
         credit=base, categories=categories,
         hidden=[selector(s, ("hidden", j)) for j, s in enumerate(data.get("hidden", []))],
         hidden_line=doc.line(("hidden",)) if "hidden" in data else 0,
+        no_answer=str(data.get("no_answer", "fail")),
     )
     return (None if problems else rubric), problems
 
@@ -347,6 +350,12 @@ def load_students(path: Path) -> tuple[list[Student], list[Problem]]:
                                     f"grading: label '{label}' must be letters, digits, '_', '.' or '-' (it names "
                                     "the file students/<label>.html)"))
             continue
+        twin = next((s for s in students if s.label.lower() == label.lower()), None)
+        if twin is not None:
+            problems.append(Problem(name, doc.line(("targets", i, "label")),
+                                    f"grading: label '{label}' differs from '{twin.label}' (line {twin.line}) only in "
+                                    "case: their report files would collide on some file systems"))
+            continue
         kind = next(k for k in ("address", "command", "builtin", "image") if k in entry)
         entry = dict(entry)
         if "workdir" in entry:
@@ -363,6 +372,8 @@ class IsolationError(Exception):
 def _process_uids() -> dict[int, int]:
     """pid -> real uid of every live (non-zombie) process."""
     out: dict[int, int] = {}
+    if not os.path.isdir("/proc"):  # not Linux: no sweeping (and no uid isolation)
+        return out
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -489,25 +500,11 @@ class Isolation:
 
     def sweep(self) -> int:
         """SIGKILL every process owned by a student uid or carrying the run token; returns how many."""
-        uids = set(self.uids.values())
-        marker = f"{TOKEN_VAR}={self.token}".encode()
-        me = os.getpid()
         killed = 0
         for _ in range(50):
-            victims = []
-            for pid, uid in _process_uids().items():
-                if pid == me:
-                    continue
-                hit = uid in uids
-                if not hit:
-                    try:
-                        hit = marker in Path(f"/proc/{pid}/environ").read_bytes()
-                    except OSError:
-                        hit = False
-                if hit:
-                    victims.append(pid)
+            victims = _marked(set(self.uids.values()), self.token)
             if not victims:
-                return killed
+                break
             for pid in victims:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
@@ -532,6 +529,7 @@ class Isolation:
 @dataclass
 class RunOutcome:
     document: dict[str, Any] | None
+    raw: bytes  # the results JSON as the suite wrote it (copied to --out as results.json)
     complete: bool
     note: str
     duration_s: float
@@ -577,16 +575,21 @@ def run_class(plan: Plan, students: list[Student], iso: Isolation, private: Path
     ini.write_text("[pytest]\n")
     results = private / "results.json"
     log_path = private / "pytest.log"
-    # the runner's global semaphore must never make one student wait for another: room for all of them
-    total_slots = sum(int(t["concurrency"]) for t in targets["targets"])
+    # The runner takes a slot of its global semaphore *before* waiting for the target's own one, so a global
+    # limit lets the first student to start hold every slot while its dialogues queue behind its per-target
+    # limit: the class would run one student after another. A slot for every dialogue makes the per-student
+    # `concurrency` the only limit (each dialogue is a coroutine either way).
+    total_slots = len(plan.scenarios) * len(targets["targets"])
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "conformance.grading", "--noconftest",
            "-c", str(ini), "--rootdir", str(Path.cwd()), "-q", "--tb=no", "-o", "console_output_style=classic",
            *plan.files, "--smtp-targets", str(targets_file), "--smtp-json", str(results),
-           "--smtp-timeout", f"{timeout:g}", "--smtp-concurrency", str(max(1, min(total_slots, 4096))),
+           "--smtp-timeout", f"{timeout:g}", "--smtp-concurrency", str(max(1, total_slots)),
            "--smtp-grading-select", str(select_file)]
     if verbose:
         print("grading run: " + shlex.join(cmd), file=sys.stderr)
-    env = {**os.environ, TOKEN_VAR: iso.token}
+    # PYTEST_ADDOPTS could bring -n (xdist): every worker would start its own copy of every student
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
+    env.update({TOKEN_VAR: iso.token, UIDS_VAR: ",".join(str(u) for u in iso.uids.values())})
     deadline = run_deadline(plan, targets["targets"], timeout)
     started = time.monotonic()
     complete, note = True, ""
@@ -604,10 +607,11 @@ def run_class(plan: Plan, students: list[Student], iso: Isolation, private: Path
             raise
     swept = iso.sweep()
     duration = time.monotonic() - started
-    document = None
+    document, raw = None, b""
     if results.exists():
         try:
-            document = json.loads(results.read_text())
+            raw = results.read_bytes()
+            document = json.loads(raw)
         except (OSError, ValueError) as exc:
             complete, note = False, f"unreadable results: {exc}"
     if document is None:
@@ -618,7 +622,7 @@ def run_class(plan: Plan, students: list[Student], iso: Isolation, private: Path
         complete, note = False, f"the suite run ended with status {proc.returncode}"
     if verbose:
         print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
-    return RunOutcome(document, complete, note, duration, swept)
+    return RunOutcome(document, raw, complete, note, duration, swept)
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -667,8 +671,11 @@ def score_students(plan: Plan, students: list[Student], document: dict[str, Any]
                 r = results.get(sid) or _synthetic(scenario, student.label, missing_note or "no result for this "
                                                    "scenario")
                 outcome = r["outcome"] if r["outcome"] in OUTCOMES else "error"
-                credit = cat.credit.value(outcome, scenario.level.value)
-                counts[outcome] += 1
+                scored = outcome
+                if rubric.no_answer == "fail" and outcome in ("info", "non-strict") and unanswered(r):
+                    scored = "fail"
+                credit = cat.credit.value(scored, scenario.level.value)
+                counts[scored] += 1
                 if credit is None:
                     excluded += 1
                 else:
@@ -676,7 +683,7 @@ def score_students(plan: Plan, students: list[Student], document: dict[str, Any]
                     possible += 1
                 scenarios.append({"id": sid, "title": scenario.title, "category": cat.name,
                                   "hidden": sid in plan.hidden, "level": scenario.level.value, "outcome": outcome,
-                                  "credit": credit, "message": r.get("message", ""), "result": r})
+                                  "scored_as": scored, "credit": credit, "message": r.get("message", ""), "result": r})
             cats[cat.name] = {"earned": earned, "possible": possible, "excluded": excluded,
                               "fraction": (earned / possible) if possible else None, "outcomes": counts}
         applicable = sum(c.weight for c in rubric.categories if cats[c.name]["fraction"] is not None)
@@ -706,6 +713,12 @@ def score_students(plan: Plan, students: list[Student], document: dict[str, Any]
     return records
 
 
+def unanswered(result: Mapping[str, Any]) -> bool:
+    """The check ended because the server did not answer in time (not because of what it answered)."""
+    message = str(result.get("message") or "")
+    return message.startswith("scenario did not finish within") or "/ Actual: no complete reply before the" in message
+
+
 def _status(identity: Mapping[str, Any], not_run: int, errors: int, count: int, missing: str) -> str:
     if missing:
         return missing
@@ -733,7 +746,7 @@ def grades_document(plan: Plan, records: list[dict[str, Any]], run: dict[str, An
         "tool": {"name": "smtp-conformance", "version": __version__},
         "rubric": {
             "file": rubric.file, "title": rubric.title, "total": rubric.total, "time_limit": rubric.time_limit,
-            "credit": rubric.credit.as_json(),
+            "no_answer": rubric.no_answer, "credit": rubric.credit.as_json(),
             "categories": [{"name": c.name, "weight": c.weight, "max_points": _r2(rubric.nominal_max(c)),
                             "credit": c.credit.as_json(), "scenarios": plan.members[c.name]}
                            for c in rubric.categories],
@@ -750,8 +763,8 @@ def grades_document(plan: Plan, records: list[dict[str, Any]], run: dict[str, An
                            for name, c in r["categories"].items()},
             "hidden": r["hidden"], "not_run": r["not_run"], "errors": r["errors"],
             "banner": r["identity"].get("banner", ""), "error": r["identity"].get("error"),
-            "scenarios": [{k: s[k] for k in ("id", "title", "category", "hidden", "level", "outcome", "credit",
-                                             "message")} for s in r["scenarios"]],
+            "scenarios": [{k: s[k] for k in ("id", "title", "category", "hidden", "level", "outcome", "scored_as",
+                                             "credit", "message")} for s in r["scenarios"]],
         } for r in records],
     }
 
@@ -822,6 +835,9 @@ def explain(result: Mapping[str, Any], timeout: float, time_limit: float | None)
     if outcome == "error":
         return ("This check could not run: " + message + ". Usually your server was not running at that moment: it "
                 "did not start, exited, or crashed during an earlier check (see the server output below).")
+    if message.startswith("scenario did not finish within"):
+        return ("This check did not finish in time (" + message + "). Your server answered too slowly or stopped "
+                "answering; near the end of your time limit a check only gets what is left of it.")
     if "no usable greeting" in message:
         return ("Your server did not greet properly when a client connected (RFC 5321 requires a first reply "
                 "starting with 220), so none of the checks could run. " + message)
@@ -837,7 +853,7 @@ def explain(result: Mapping[str, Any], timeout: float, time_limit: float | None)
     else:
         text += "When the grader connected, "
     if expected:
-        text += "the RFC allows " + (expected[0] if len(expected) == 1 else "one of: " + "; ".join(expected))
+        text += "the RFC allows " + " or ".join(expected)
         text += f", but your server {_plain_actual(actual, timeout)}." if actual else f". {message}"
     else:
         text += message
@@ -910,16 +926,20 @@ def student_context(plan: Plan, record: dict[str, Any], student: Student, run: M
                     hidden_passed += s["credit"] == 1.0
                 continue
             r = s["result"]
-            row = {"id": s["id"], "title": s["title"], "outcome": s["outcome"], "level": s["level"],
+            row = {"id": s["id"], "title": s["title"], "outcome": s["outcome"], "scored_as": s["scored_as"],
+                   "level": s["level"],
                    "credit": "excluded" if s["credit"] is None else f"{s['credit']:.2f}",
                    "anchor": "f-" + re.sub(r"[^A-Za-z0-9_-]", "_", s["id"]),
                    "failed": s["credit"] is not None and s["credit"] < 1.0}
             visible.append(row)
             if row["failed"]:
                 step = r.get("step") or {}
-                failures.append({**row, "rfc": r.get("rfc", ""), "section": r.get("section", ""),
+                failures.append({**row, "compact": not r.get("transcript"), "rfc": r.get("rfc", ""),
+                                 "section": r.get("section", ""),
                                  "quote": r.get("quote", ""), "message": r.get("message", ""),
-                                 "explanation": explain(r, timeout, time_limit),
+                                 "explanation": explain(r, timeout, time_limit)
+                                 + (" Not answering at all is not a behaviour the RFC leaves open, so this is "
+                                    "scored as a failure." if s["scored_as"] != s["outcome"] else ""),
                                  "expected": [str(e) for e in step.get("expected") or []],
                                  "actual": str(step.get("actual") or ""),
                                  "sent": _wire_lines(r.get("transcript") or [], "C"),
@@ -931,7 +951,15 @@ def student_context(plan: Plan, record: dict[str, Any], student: Student, run: M
                            "hidden_total": hidden_total, "hidden_passed": hidden_passed,
                            "applicable": c["points"] is not None})
     logs = identity.get("logs") or {}
+    status = (identity.get("details") or {}).get("exit_status")
+    if status is None:
+        ended = ""
+    elif status < 0:
+        ended = f"stopped by the grader at the end of the run (signal {-status})"
+    else:
+        ended = f"exited with status {status}" + (": it crashed or quit by itself" if status > 0 else "")
     return {
+        "ended": ended,
         "title": rubric.title, "label": record["label"], "total": _fmt(record["total"]), "max": _fmt(record["max"]),
         "categories": categories, "hidden": record["hidden"], "status": record["status"],
         "spec": student.spec, "banner": identity.get("banner", ""), "keywords": identity.get("ehlo_keywords", []),
@@ -964,7 +992,7 @@ def class_context(plan: Plan, records: list[dict[str, Any]], run: Mapping[str, A
 
 
 def write_reports(out: Path, plan: Plan, students: list[Student], records: list[dict[str, Any]],
-                  run: dict[str, Any], document: dict[str, Any] | None, timeout: float) -> list[Path]:
+                  run: dict[str, Any], results_json: bytes, timeout: float) -> list[Path]:
     env = _environment()
     if not out.exists():
         out.mkdir(parents=True, mode=0o700)
@@ -974,9 +1002,9 @@ def write_reports(out: Path, plan: Plan, students: list[Student], records: list[
     by_label = {s.label: s for s in students}
     written: list[Path] = []
 
-    def write(path: Path, text: str) -> None:
+    def write(path: Path, text: str | bytes) -> None:
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
         tmp.replace(path)
         written.append(path)
 
@@ -992,8 +1020,8 @@ def write_reports(out: Path, plan: Plan, students: list[Student], records: list[
     write(out / "class.html", env.get_template("class.html.j2").render(**class_context(plan, records, run)))
     write(out / "grades.csv", grades_csv(plan, records))
     write(out / "grades.json", json.dumps(grades_document(plan, records, run), indent=1) + "\n")
-    if document is not None:
-        write(out / "results.json", json.dumps(document, indent=1, ensure_ascii=True) + "\n")
+    if results_json:
+        write(out / "results.json", results_json)
     return written
 
 
@@ -1059,7 +1087,7 @@ def grade(rubric_path: Path, students_path: Path, out: Path, *, scenarios: list[
            "scenario_paths": [str(p) for p in paths], "processes_killed_after_run": outcome.swept,
            "students": len(students), "scenarios": len(plan.scenarios)}
     records = score_students(plan, students, outcome.document, "" if outcome.complete else outcome.note)
-    written = write_reports(out, plan, students, records, run, outcome.document, timeout)
+    written = write_reports(out, plan, students, records, run, outcome.raw, timeout)
     _print_summary(plan, records)
     if not outcome.complete:
         print(f"warning: {outcome.note}", file=sys.stderr)
@@ -1084,6 +1112,11 @@ def _print_summary(plan: Plan, records: list[dict[str, Any]]) -> None:
 
 
 # ============================================================================ pytest plugin part
+# Loaded only by the grading run (`-p conformance.grading`); every hook is a no-op without
+# --smtp-grading-select.
+UIDS_VAR = "SMTPC_GRADING_UIDS"
+
+
 def pytest_addoption(parser: Any) -> None:
     parser.getgroup("smtp-conformance").addoption(
         "--smtp-grading-select", metavar="FILE",
@@ -1100,3 +1133,75 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def pytest_collection_finish(session: Any) -> None:
+    """Start every student at once: the runner starts targets through its loop's default executor, which
+    asyncio sizes by CPU count (6 threads on 2 cores), so a class would otherwise start six at a time."""
+    if not session.config.getoption("smtp_grading_select", None):
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .plugin import STATE
+
+    state = session.config.stash.get(STATE, None)
+    if state is None or state.problems:
+        return
+    runner = state.get_runner()
+    pool = ThreadPoolExecutor(max_workers=max(4, min(128, len(state.targets))), thread_name_prefix="grading-start")
+    runner.loop.call_soon_threadsafe(runner.loop.set_default_executor, pool)
+
+
+def pytest_sessionfinish(session: Any) -> None:
+    """Stop every student at once (SIGTERM, one shared grace period, SIGKILL) before the engine's runner stops
+    its targets one after another; it then finds them gone, reaps them and keeps their logs."""
+    token = os.environ.get(TOKEN_VAR)
+    if not token or not session.config.getoption("smtp_grading_select", None):
+        return
+    uids = {int(u) for u in os.environ.get(UIDS_VAR, "").split(",") if u.strip().isdigit()}
+    terminate(uids, token, grace=3.0)
+
+
+def terminate(uids: set[int], token: str, grace: float = 3.0) -> int:
+    """SIGTERM every process of the student uids (or, without uids, carrying the run token), SIGKILL what is
+    left after `grace` seconds (all of them share it); returns how many were still there for SIGKILL."""
+    by_token = not uids  # with uids, every student process has one; only the grader's own helpers have the token
+    victims = _marked(uids, token, by_token)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while victims and time.monotonic() < deadline:
+        time.sleep(0.02)
+        victims = _marked(uids, token, by_token)
+    signalled = len(victims)
+    for _ in range(50):
+        if not victims:
+            break
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+        victims = _marked(uids, token, by_token)
+    return signalled
+
+
+def _marked(uids: set[int], token: str, by_token: bool = True) -> list[int]:
+    """Live processes whose real uid is one of `uids`, or (by_token) ours with the run token in their
+    environment. The real uid comes from /proc/PID/status: a process can make itself non-dumpable, which
+    hands its /proc files to root, but not change what status reports."""
+    marker = f"{TOKEN_VAR}={token}".encode()
+    me, my_uid = os.getpid(), os.getuid()
+    found = []
+    for pid, uid in _process_uids().items():
+        if pid == me:
+            continue
+        hit = uid in uids
+        if not hit and by_token and uid == my_uid:
+            try:
+                hit = marker in Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                hit = False
+        if hit:
+            found.append(pid)
+    return found

@@ -33,7 +33,7 @@ _RANK = {
 }
 
 # Outcomes an author may give an alternative; the others are the harness's to decide.
-AUTHOR_OUTCOMES = ("pass", "fail", "non-strict", "info")
+AUTHOR_OUTCOMES = ("pass", "fail", "non-strict", "info", "unsupported")
 
 
 class Level(StrEnum):

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .connection import ConnectError, Connection, Event, make_tls_context
+from .connection import ConnectError, Connection, Event, TLSConnectError, make_tls_context
 from .dialogue import Dialogue, Endpoint, Settings, describe
 from .escapes import escape_bytes
 from .model import Outcome, Scenario
@@ -174,6 +174,9 @@ class Runner:
         tls = make_tls_context(verify=state.target.params.verify_tls) if ep.implicit_tls else None
         try:
             await conn.open(ep.host, ep.port, timeout, tls, ep.server_hostname)
+        except TLSConnectError as exc:
+            state.broken = f"implicit TLS failed (RFC 8314 §3.3): {exc}; scenarios were not run"
+            return
         except ConnectError as exc:
             state.error = f"{state.target.label}: {exc}"
             return

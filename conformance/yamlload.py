@@ -86,10 +86,13 @@ class _Builder:
             return items
         self._close(node, path, [])
         self.doc.scalar_text[path] = str(node.value)
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            return str(node.value)  # YAML 1.1 dates: an id like 4954-15-01 is text here, never a date
         try:
             return self.scalars.construct_object(node)
-        except yaml.constructor.ConstructorError as exc:
-            raise YamlError(node.start_mark.line + 1, f"bad value: {exc.problem}") from None
+        except (yaml.constructor.ConstructorError, ValueError, OverflowError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise YamlError(node.start_mark.line + 1, f"bad value: {problem}") from None
 
 
 def load_documents(text: str) -> list[Document]:

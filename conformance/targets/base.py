@@ -86,7 +86,7 @@ class Target(ABC):
 
     def capabilities(self) -> set[str]:
         """Target parameters scenarios may `need`: credentials, mailbox."""
-        caps = set()
+        caps = {"implicit-tls" if self.params.tls == "implicit" else "plaintext"}
         if self.params.user is not None:
             caps.add("credentials")
         if self.mailbox() is not None:

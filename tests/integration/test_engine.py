@@ -362,3 +362,10 @@ def test_implicit_tls_target(tmp_path: Path) -> None:
     assert run.document["targets"][0]["tls"] == "implicit"
     assert "(implicit TLS)" in run.result("engine-quit-close")["transcript"][0]["data"]
     assert plain.outcomes() == {"engine-quit-close": "fail"}  # without TLS there is no greeting to read
+
+
+def test_implicit_tls_against_a_plaintext_server_fails(faulty) -> None:
+    run = run_suite("--smtp-target", faulty(), "--smtp-tls", "implicit", "--smtp-timeout", "3", "-k", "quit",
+                    paths=CORE)
+    result = run.result("engine-quit-close")
+    assert result["outcome"] == "fail" and "implicit TLS failed" in result["message"], result["message"]

@@ -90,3 +90,26 @@ def test_step_source_is_exactly_the_steps_lines(tmp_path: Path) -> None:
     assert "- send: DATA\n  expect: 354" in sources
     assert "- raw: '.\\r\\n'\n  expect:\n    - 250\n    - {code: 554, note: n}" in sources
     assert "- message: |\n    a\n    b\n  expect: 250" in sources
+
+
+def test_ids_that_look_like_dates_stay_text(tmp_path: Path) -> None:
+    scenario = load(tmp_path, "  - use: ehlo\n", extra="requirements: [4954-15-01]\n")
+    assert scenario.requirements == ("4954-15-01",)
+
+
+def test_require_checks_keyword_parameters() -> None:
+    from conformance.dialogue import _Stop
+    from conformance.model import RequireKeywords, Source
+
+    dialogue = Dialogue.__new__(Dialogue)
+    dialogue.keywords = ["AUTH PLAIN LOGIN", "SIZE 1000"]
+    dialogue.outcome = __import__("conformance.model", fromlist=["Outcome"]).Outcome.PASS
+    dialogue.decisive, dialogue.step_index, dialogue.message = None, 0, ""
+    src = Source("f", 1, 1, "")
+    dialogue._require(RequireKeywords(("AUTH LOGIN", "SIZE"), src))  # present: no exception
+    try:
+        dialogue._require(RequireKeywords(("AUTH CRAM-MD5",), src))
+    except _Stop:
+        assert dialogue.outcome.value == "unsupported"
+    else:
+        raise AssertionError("a missing mechanism must stop the dialogue as UNSUPPORTED")
