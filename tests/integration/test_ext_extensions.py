@@ -129,6 +129,7 @@ EXT: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     }),
     "utf8-without-8bitmime": (("no-8bitmime",), {"rfc6531-3.1-8bitmime-announced": "fail"}),
     "utf8-keyword-param": (("smtputf8-param",), {"rfc6531-3.1-keyword-without-parameters": "fail"}),
+    "utf8-ehlo-domain": (("utf8-ehlo-domain",), {"rfc6531-3.7.1-ehlo-domain-ascii": "fail"}),
     "utf8-refused": (("utf8-refused",), {
         "rfc6531-3.2-utf8-local-part-sender": "fail",
         "rfc6531-3.2-utf8-domain-sender": "fail",
@@ -151,6 +152,7 @@ EXT: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "bdat-nul-crash": (("bdat-nul-crash",), {"rfc3030-2-arbitrary-octets-in-chunk": "fail"}),
     "chunking-without-data": (("no-data",), {"rfc3030-2-data-still-supported": "fail"}),
     "binarymime-data-ok": (("binarymime-data-ok",), {"rfc3030-3-binarymime-data-503": "fail"}),
+    "binary-cte-refused": (("binary-cte-refused",), {"rfc3030-3-binary-cte-without-binarymime-accepted": "fail"}),
     "dsn-lenient": (("dsn-lenient",), {
         "rfc3461-5.1-ret-invalid-value-501": "fail",
         "rfc3461-5.1-ret-twice-501": "fail",
@@ -165,6 +167,7 @@ EXT: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         "rfc3461-5.1-rcpt-notify-orcpt-accepted": "fail",
         "rfc3461-5.1-rcpt-notify-never-accepted": "fail",
         "rfc3461-5.4-envid-100-characters-accepted": "fail",
+        "rfc3461-5.4-mail-all-parameters-accepted": "fail",
         "rfc3461-5.4-orcpt-500-characters-accepted": "fail",
     }),
     "short-lines": (("short-lines",), {"rfc3461-5.4-orcpt-500-characters-accepted": "fail",
@@ -286,7 +289,8 @@ class _ExtHandler(socketserver.BaseRequestHandler):
                  "CHUNKING", "BINARYMIME", "DSN", "ENHANCEDSTATUSCODES", "HELP"]
         if "no-8bitmime" in self.f:
             words.remove("8BITMIME")
-        self.send("250-ext.example.test", *(f"250-{w}" for w in words[:-1]), f"250 {words[-1]}")
+        name = "\u0435xt.example.test" if "utf8-ehlo-domain" in self.f else "ext.example.test"  # Cyrillic e
+        self.send(f"250-{name}", *(f"250-{w}" for w in words[:-1]), f"250 {words[-1]}")
 
     def cmd_HELO(self, arg: str) -> None:
         self.reset()
@@ -433,6 +437,8 @@ class _ExtHandler(socketserver.BaseRequestHandler):
             return self.reply(250, "2.0.0", "queued (declared size reached)")
         if len(content) > self.server.size:
             return self.reply(552, "5.3.4", "message size exceeds fixed maximum message size")
+        if "binary-cte-refused" in self.f and re.search(rb"(?im)^content-transfer-encoding:\s*binary", content):
+            return self.reply(554, "5.6.1", "binary content needs BODY=BINARYMIME")
         if declared is not None and len(content) > declared and "size-552-always" in self.f:
             return self.reply(552, "5.3.4", "message larger than declared")
         self.store(content)
