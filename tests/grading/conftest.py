@@ -1,0 +1,3 @@
+"""The grading tests' own scenario subset and student servers are inputs, not tests."""
+
+collect_ignore = ["scenarios", "students"]
