@@ -75,8 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in problems:
             print(line, file=sys.stderr)
         return EXIT_USAGE
-    pytest_args = ["-p", "no:cacheprovider", "-q", "-o", "console_output_style=classic",
-                   *[str(p) for p in (args.scenarios or default_scenario_paths())]]
+    paths = [str(p) for p in (args.scenarios or default_scenario_paths())]
+    pytest_args = ["-p", "no:cacheprovider", "-q", "-o", "console_output_style=classic", *paths]
+    for path in paths:
+        pytest_args += ["--smtp-scenarios", path]  # collected even when not in a folder named 'scenarios'
     for spec in args.target:
         pytest_args += ["--smtp-target", spec]
     if args.targets:

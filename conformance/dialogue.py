@@ -48,7 +48,8 @@ class Endpoint:
 @dataclass
 class Settings:
     timeout: float = 10.0  # per reply
-    budget: float = 120.0  # per scenario, whatever the steps
+    budget: float = 120.0  # per scenario unless the scenario sets its own timeout
+    deadline: float | None = None  # seconds left of the target's time limit: caps every budget
     delivery_timeout: float = 15.0  # how long stored mail may take to appear
     tls_context: Callable[[], ssl.SSLContext] | None = None
 
@@ -155,6 +156,8 @@ class Dialogue:
     async def run(self) -> DialogueResult:
         started = time.monotonic()
         budget = self.scenario.timeout or self.settings.budget
+        if self.settings.deadline is not None:
+            budget = min(budget, self.settings.deadline)
         try:
             await asyncio.wait_for(self._run(), budget)
         except ConnectError as exc:

@@ -69,6 +69,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smtp-tls", choices=["none", "implicit"], default="none",
                     help="implicit: TLS from the first byte (port 465 style, RFC 8314)")
     group.addoption("--smtp-verify-tls", action="store_true", help="check server certificates (off by default)")
+    group.addoption("--smtp-scenarios", action="append", default=[], metavar="PATH",
+                    help="also collect the YAML files under PATH as scenarios (folders named 'scenarios' always are)")
     group.addoption("--smtp-shard", metavar="I/N", help="run only the I-th of N shards (1-based); merge the JSONs")
     group.addoption("--smtp-baseline", metavar="PATH",
                     help="expected deviations of the --smtp-target servers: baselined results do not fail the run; "
@@ -382,7 +384,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if is_scenario_file(file_path) and "scenarios" in file_path.parts:
+    if not is_scenario_file(file_path):
+        return None
+    roots = [Path(p).resolve() for p in parent.config.getoption("smtp_scenarios")]
+    resolved = file_path.resolve()
+    if "scenarios" in file_path.parts or any(resolved == r or r in resolved.parents for r in roots):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
 

@@ -64,6 +64,8 @@ class Runner:
         self.settings = settings
         self.concurrency = max(1, concurrency)
         self.loop = asyncio.new_event_loop()
+        # targets start in threads (processes, containers): one thread each, so that many start at once
+        self.loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=max(8, len(targets) + 4)))
         self._thread = threading.Thread(target=self.loop.run_forever, name="smtp-conformance-runner", daemon=True)
         self._thread.start()
         self._futures: dict[tuple[str, str], concurrent.futures.Future[dict[str, Any]]] = {}
@@ -102,9 +104,14 @@ class Runner:
         self._closed = True
         for future in list(self._futures.values()):
             future.cancel()
-        for target in self._started:
+        def stop(target: Target) -> None:
             with contextlib.suppress(Exception):
                 target.stop()
+
+        if self._started:
+            # all at once: each stop may wait seconds for a process that ignores SIGTERM
+            with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, len(self._started))) as pool:
+                list(pool.map(stop, self._started))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
 
@@ -131,7 +138,8 @@ class Runner:
         per_target = self._target_slots.get(label)
         if per_target is None and state.target.params.concurrency:
             per_target = self._target_slots[label] = asyncio.Semaphore(state.target.params.concurrency)
-        async with self._slots, per_target or contextlib.nullcontext():
+        # the target's own limit first: a target with concurrency 1 must not sit on global slots it cannot use
+        async with per_target or contextlib.nullcontext(), self._slots:
             params = state.target.params
             settings = replace(self.settings, tls_context=lambda: make_tls_context(verify=params.verify_tls))
             if limit is not None:
@@ -139,7 +147,7 @@ class Runner:
                 if left <= 0:
                     return result_entry(scenario, label, Outcome.FAIL,
                                         f"not run: the target's time limit of {limit:g} s was used up")
-                settings = replace(settings, budget=min(settings.budget, left))
+                settings = replace(settings, deadline=left)
             dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.target.mailbox())
             outcome = await dialogue.run()
         return result_entry(scenario, label, outcome.outcome, outcome.message, outcome)

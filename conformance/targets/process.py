@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,24 @@ def kill_tree(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
     proc.poll()
 
 
+MARKER_ENV = "SMTP_CONFORMANCE_TARGET"
+
+
+def kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment carries this target's marker (double-forked daemons)."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -92,6 +111,8 @@ class ProcessTarget(Target):
     # stop() may run (Ctrl-C) while start() is still in its worker thread: they must not miss each other
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopping: bool = False
+    # every process of this target inherits this value: daemons that left the process tree are found by it
+    _marker: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
 
     def argv(self, port: int, tmp: str) -> list[str]:
         return ["/bin/sh", "-c", self.command.replace("{port}", str(port))]
@@ -108,7 +129,8 @@ class ProcessTarget(Target):
                     raise TargetError(f"{self.label}: interrupted before it started")
                 self._proc = subprocess.Popen(
                     self._argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.workdir,
-                    start_new_session=True, env={**os.environ, "PORT": str(self._port)},
+                    start_new_session=True,
+                    env={**os.environ, "PORT": str(self._port), MARKER_ENV: self._marker},
                 )
         except OSError as exc:
             raise TargetError(f"cannot start {self.spec!r}: {exc.strerror}") from None
@@ -152,9 +174,10 @@ class ProcessTarget(Target):
             self._stopping = True
         if self._proc is not None:
             kill_tree(self._proc)
-        # logs are read before the temporary directory goes
-        self._logs = {"stdout": self._tail("stdout"), "stderr": self._tail("stderr")}
+        kill_marked(self._marker)
         if self._tmp:
+            # logs are read before the temporary directory goes (a second stop keeps them)
+            self._logs = {"stdout": self._tail("stdout"), "stderr": self._tail("stderr")}
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 

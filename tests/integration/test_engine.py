@@ -100,8 +100,9 @@ def test_xdist_gives_the_same_results() -> None:
 
 def test_command_target_keeps_logs_and_is_stopped(tmp_path: Path) -> None:
     script = tmp_path / "server.sh"
-    script.write_text(f"#!/bin/sh\necho starting on $1\nexec {shutil.which('python3') or 'python3'} "
-                      f"-m tests.servers.faulty --port $1\n")
+    # it also leaves a daemon behind that escapes the process tree (setsid, reparented to init)
+    script.write_text(f"#!/bin/sh\necho starting on $1\nsetsid sleep 3131 >/dev/null 2>&1 &\n"
+                      f"exec {shutil.which('python3') or 'python3'} -m tests.servers.faulty --port $1\n")
     script.chmod(0o755)
     run = run_suite("--smtp-target", f"student=cmd:{script} {{port}}", "-k", "quit", paths=CORE)
     assert run.outcomes() == {"engine-quit-close": "pass"}, run.stdout[-3000:]
@@ -109,6 +110,15 @@ def test_command_target_keeps_logs_and_is_stopped(tmp_path: Path) -> None:
     assert target["kind"] == "command"
     assert "starting on" in target["logs"]["stdout"]
     assert target["details"]["exit_status"] is not None  # it was stopped
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == "sleep 3131"]
+    assert not leftovers, "the daemon that left the process tree was not killed"
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
 
 
 # ----- misbehaving servers: a verdict within bounded time and memory ---------------------------------
