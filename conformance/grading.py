@@ -575,11 +575,9 @@ def run_class(plan: Plan, students: list[Student], iso: Isolation, private: Path
     ini.write_text("[pytest]\n")
     results = private / "results.json"
     log_path = private / "pytest.log"
-    # The runner takes a slot of its global semaphore *before* waiting for the target's own one, so a global
-    # limit lets the first student to start hold every slot while its dialogues queue behind its per-target
-    # limit: the class would run one student after another. A slot for every dialogue makes the per-student
-    # `concurrency` the only limit (each dialogue is a coroutine either way).
-    total_slots = len(plan.scenarios) * len(targets["targets"])
+    # Each student's own `concurrency` bounds its dialogues; the run-wide limit is their sum, so that every
+    # student progresses at once (each dialogue is a coroutine; a slow student cannot hold the others back).
+    total_slots = sum(int(t.get("concurrency") or concurrency) for t in targets["targets"])
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "conformance.grading", "--noconftest",
            "-c", str(ini), "--rootdir", str(Path.cwd()), "-q", "--tb=no", "-o", "console_output_style=classic",
            *plan.files, "--smtp-targets", str(targets_file), "--smtp-json", str(results),
@@ -1136,8 +1134,8 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -
 
 
 def pytest_collection_finish(session: Any) -> None:
-    """Start every student at once: the runner starts targets through its loop's default executor, which
-    asyncio sizes by CPU count (6 threads on 2 cores), so a class would otherwise start six at a time."""
+    """Start every student at once: the runner's start threads are sized for the targets already; this keeps
+    a pool of at least that size whatever the engine's default."""
     if not session.config.getoption("smtp_grading_select", None):
         return
     from concurrent.futures import ThreadPoolExecutor
