@@ -114,6 +114,12 @@ EXT: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
                                          "rfc1870-7-declared-size-above-limit-552": "fail"}),
     "size-word": (("size-word",), {"rfc1870-3-ehlo-size-parameter-decimal": "fail"}),
     "size-refused": (("size-refused",), {"rfc1870-7-mail-size-parameter-accepted": "fail"}),
+    "size-no-limit": (("size-no-limit",), {  # "SIZE" alone: no fixed limit to exceed
+        "rfc1870-3-ehlo-size-parameter-decimal": "pass",
+        "rfc1870-7-declared-size-above-limit-552": "unsupported",
+        "rfc1870-3-size-value-twenty-digits": "unsupported",
+        "rfc1870-4-message-above-limit-refused": "unsupported",
+    }),
     "body-refused": (("body-refused",), {
         "rfc6152-3-body-8bitmime-accepted": "fail",
         "rfc6152-3-body-7bit-accepted": "fail",
@@ -284,7 +290,9 @@ class _ExtHandler(socketserver.BaseRequestHandler):
 
     def cmd_EHLO(self, arg: str) -> None:
         self.reset()
-        size = "SIZE 100k" if "size-word" in self.f else f"SIZE {self.server.size}"
+        size = f"SIZE {self.server.size}"
+        if "size-word" in self.f or "size-no-limit" in self.f:
+            size = "SIZE 100k" if "size-word" in self.f else "SIZE"
         words = ["PIPELINING", size, "8BITMIME", "SMTPUTF8 on" if "smtputf8-param" in self.f else "SMTPUTF8",
                  "CHUNKING", "BINARYMIME", "DSN", "ENHANCEDSTATUSCODES", "HELP"]
         if "no-8bitmime" in self.f:
