@@ -31,7 +31,7 @@ from .model import (
     Write,
 )
 from .reply import Reply
-from .templates import cram_md5_response, render
+from .templates import cram_md5_response, regex_with_values, render
 from .transcript import Transcript
 
 
@@ -330,11 +330,16 @@ class Dialogue:
             self.transcript.event("stored: " + escape_bytes(raw[:4096]) + (" …" if len(raw) > 4096 else ""))
         contains = [render(t, self.values).replace(b"\r\n", b"\n") for t in check.contains]
         lacks = [render(t, self.values).replace(b"\r\n", b"\n") for t in check.lacks]
+        matches = [_regex(t, self.values) for t in check.matches]
+        not_matches = [_regex(t, self.values) for t in check.not_matches]
         expected = [f"{check.count} stored message(s) with the token"]
         expected += [f"containing '{escape_bytes(t)}'" for t in contains]
         expected += [f"not containing '{escape_bytes(t)}'" for t in lacks]
         expected += [f"with header {h}" for h in check.headers]
-        problem = _judge_stored(found, check.count, contains, lacks, check.headers)
+        expected += [f"matching /{m.pattern.decode(errors='replace')}/" for m in matches]
+        expected += [f"not matching /{m.pattern.decode(errors='replace')}/" for m in not_matches]
+        problem = _judge_stored(found, check.count, contains, lacks, check.headers) or _judge_patterns(
+            found, matches, not_matches)
         if problem:
             self._grade(self.level.miss_outcome, f"Expected: {'; '.join(expected)} / Actual: {problem}",
                         check.source, None, None, expected=expected, actual=problem)
@@ -389,6 +394,26 @@ def _judge_stored(found: list[bytes], count: int, contains: list[bytes], lacks: 
         for header in headers:
             if not (head.startswith(header.lower().encode() + b":") or b"\n" + header.lower().encode() + b":" in head):
                 return f"a stored message has no {header} header"
+    return None
+
+
+def _regex(pattern: str, values: dict[str, str]) -> re.Pattern[bytes]:
+    """Variables are inserted as literal text, then the pattern is compiled (multi-line mode)."""
+    return re.compile(regex_with_values(pattern, values).encode("utf-8"), re.MULTILINE)
+
+
+def _judge_patterns(found: list[bytes], matches: list[re.Pattern[bytes]],
+                    not_matches: list[re.Pattern[bytes]]) -> str | None:
+    for raw in found:
+        text = raw.replace(b"\r\n", b"\n")
+        for pattern in matches:
+            if not pattern.search(text):
+                return f"a stored message does not match /{pattern.pattern.decode(errors='replace')}/"
+        for pattern in not_matches:
+            hit = pattern.search(text)
+            if hit:
+                return f"a stored message matches /{pattern.pattern.decode(errors='replace')}/: " \
+                       f"'{escape_bytes(hit.group(0)[:200])}'"
     return None
 
 

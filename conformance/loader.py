@@ -32,7 +32,7 @@ from .model import (
     TLSHandshake,
     Write,
 )
-from .templates import CREDENTIAL_VARIABLES, TemplateError, parse_template
+from .templates import CREDENTIAL_VARIABLES, TemplateError, parse_template, regex_with_values
 from .yamlload import Document, YamlError, load_documents
 from .yamlload import Path as DocPath
 
@@ -400,8 +400,18 @@ class Loader:
                     ctx.problem(path + (key, i), f"{key}: {exc}")
                     return []
             texts[key] = tuple(out)
+        patterns: dict[str, tuple[str, ...]] = {}
+        for key in ("matches", "not_matches"):
+            for i, text in enumerate(spec.get(key, [])):
+                try:
+                    re.compile(regex_with_values(text, {}))
+                except re.error as exc:
+                    ctx.problem(path + (key, i), f"{key}: bad regular expression /{text}/: {exc}")
+                    return []
+            patterns[key] = tuple(spec.get(key, []))
         return [DeliveryCheck(source, spec.get("count", 1), texts["contains"], texts["lacks"],
-                              tuple(spec.get("headers", ())), spec.get("timeout"))]
+                              tuple(spec.get("headers", ())), spec.get("timeout"), patterns["matches"],
+                              patterns["not_matches"])]
 
     def _item(self, item: dict[str, Any], path: DocPath, ctx: _Context, timeout: float | None,
               index: int) -> tuple[Payload | None, Expectation | None]:

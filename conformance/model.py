@@ -208,6 +208,8 @@ class DeliveryCheck:
     lacks: tuple[Template, ...] = ()
     headers: tuple[str, ...] = ()
     timeout: float | None = None
+    matches: tuple[str, ...] = ()  # regular expressions each stored message must match (LF line ends)
+    not_matches: tuple[str, ...] = ()  # (a {variable} in them is replaced by its escaped value)
 
 
 Action = Write | Read | TLSHandshake | Sleep | RequireKeywords | DeliveryCheck | EnhancedCodes | Disconnect

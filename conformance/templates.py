@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 
 from .escapes import EscapeError, decode_escapes
@@ -89,6 +90,14 @@ def _parse_placeholder(body: str) -> Var:
         known = ", ".join(sorted(VARIABLES))
         raise TemplateError(f"unknown variable '{{{body}}}' (known: {known}, repeat:TEXT:N)")
     return Var(body)
+
+
+def regex_with_values(pattern: str, values: Mapping[str, str]) -> str:
+    """A regular expression with `{name}` of known variables replaced by their escaped values (other braces,
+    such as quantifiers `{4}`, stay as they are). Unknown values become a literal placeholder."""
+    for name in VARIABLES:
+        pattern = pattern.replace("{" + name + "}", re.escape(values.get(name, f"<{name}>")))
+    return pattern
 
 
 def render(template: Template, values: Mapping[str, str]) -> bytes:

@@ -224,7 +224,10 @@ DELIVERY = [str(ENGINE / "delivery.yaml")]
 
 def test_delivery_check_reads_the_builtin_maildir() -> None:
     run = run_suite(paths=DELIVERY)
-    assert run.outcomes() == {"engine-delivery-unstuffed": "pass"}, run.stdout[-3000:]
+    assert run.outcomes() == {"engine-delivery-unstuffed": "pass", "engine-delivery-patterns": "pass",
+                              "engine-delivery-pattern-miss": "fail"}, run.stdout[-3000:]
+    assert run.result("engine-delivery-pattern-miss")["message"].endswith(
+        "Actual: a stored message does not match /^X-Never-There:/")
     events = [e["data"] for e in run.result("engine-delivery-unstuffed")["transcript"] if e["dir"] == "*"]
     assert any("1 stored message(s) with the token" in e for e in events)
 
@@ -233,7 +236,7 @@ def test_delivery_check_catches_a_server_that_does_not_unstuff(faulty, tmp_path:
     good_dir, bad_dir = tmp_path / "good", tmp_path / "bad"
     good, bad = faulty(maildir=str(good_dir)), faulty("no-unstuff", maildir=str(bad_dir))
     run = run_suite("--smtp-targets", str(_targets(tmp_path, {"good": (good, good_dir), "bad": (bad, bad_dir)})),
-                    paths=DELIVERY)
+                    "-k", "unstuffed", paths=DELIVERY)
     assert run.outcomes("good") == {"engine-delivery-unstuffed": "pass"}, run.stdout[-3000:]
     failed = run.result("engine-delivery-unstuffed", "bad")
     assert failed["outcome"] == "fail"
@@ -241,7 +244,7 @@ def test_delivery_check_catches_a_server_that_does_not_unstuff(faulty, tmp_path:
 
 
 def test_delivery_without_mailbox_is_unsupported(faulty) -> None:
-    run = run_suite("--smtp-target", faulty(), paths=DELIVERY)
+    run = run_suite("--smtp-target", faulty(), "-k", "unstuffed", paths=DELIVERY)
     assert run.outcomes() == {"engine-delivery-unstuffed": "unsupported"}
     assert "mailbox" in run.result("engine-delivery-unstuffed")["message"]
 
