@@ -1,6 +1,7 @@
 """The whole catalog against every real server here: the only non-PASS results are the documented ones.
 
-Each server's expected deviations, with the reason each is genuine, live in baselines/<server>/;
+Each server gets its mailbox (the Maildir its start script reports, or maildev's API), so delivery checks run
+too. Each server's expected deviations, with the reason each is genuine, live in baselines/<server>/;
 docs/known-deviations.md is generated from them. A scenario that is stricter than the RFC shows up here
 as a NEW deviation on a server that behaves as the RFC allows.
 """
@@ -19,12 +20,14 @@ SERVERS = ["builtin", "postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server",
 
 
 @contextlib.contextmanager
-def target_for(name: str) -> Iterator[str]:
+def target_for(name: str) -> Iterator[list[str]]:
+    """The target's options: its address and where its delivered mail can be read back."""
     if name == "builtin":
-        yield "builtin"
+        yield ["--smtp-target", "builtin"]
         return
     with real_server(name) as server:
-        yield f"{name}={server.address}"
+        mailbox = f"maildev:{server.api}" if server.api else f"maildir:{server.maildir}"
+        yield ["--smtp-target", f"{name}={server.address}", "--smtp-mailbox", mailbox]
 
 
 @pytest.mark.parametrize("name", SERVERS)
@@ -32,7 +35,7 @@ def test_catalog_against_real_server(name: str) -> None:
     baseline = load_baseline(REPO / "baselines" / name)
     assert not baseline.problems, "\n".join(map(str, baseline.problems))
     with target_for(name) as target:
-        run = run_suite("--smtp-target", target, "--smtp-timeout", "10", paths=[str(SCENARIOS)])
+        run = run_suite(*target, "--smtp-timeout", "10", paths=[str(SCENARIOS)])
     assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
     results = run.document["results"]
     assert len(results) >= 100
