@@ -119,6 +119,12 @@ def run_suite(*args: str, paths: list[str] | None = None, timeout: float = 600, 
     out = workdir / f"results-{os.getpid()}-{free_port()}.json"
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *(paths or [str(SCENARIOS)]),
            "--smtp-json", str(out), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    document = json.loads(out.read_text()) if out.exists() else None
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        document = json.loads(out.read_text()) if out.exists() else None
+    finally:
+        if tmp is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            out.unlink(missing_ok=True)
     return SuiteRun(proc.returncode, proc.stdout, proc.stderr, document)
