@@ -225,7 +225,8 @@ DELIVERY = [str(ENGINE / "delivery.yaml")]
 def test_delivery_check_reads_the_builtin_maildir() -> None:
     run = run_suite(paths=DELIVERY)
     assert run.outcomes() == {"engine-delivery-unstuffed": "pass", "engine-delivery-patterns": "pass",
-                              "engine-delivery-pattern-miss": "fail"}, run.stdout[-3000:]
+                              "engine-delivery-pattern-miss": "fail", "engine-delivery-dots": "pass"}, \
+        run.stdout[-3000:]
     assert run.result("engine-delivery-pattern-miss")["message"].endswith(
         "Actual: a stored message does not match /^X-Never-There:/")
     events = [e["data"] for e in run.result("engine-delivery-unstuffed")["transcript"] if e["dir"] == "*"]
