@@ -3,6 +3,11 @@
 Run as `python -m conformance.builtin --port PORT --maildir DIR [--domain example.test]`. It accepts mail
 for its own domain (and unqualified `postmaster`), refuses to relay anywhere else, and stores each
 message in a Maildir, so delivery checks have something to read.
+
+Where aiosmtpd 1.4 itself strays from RFC 5321, this subclass corrects it (the embedded default should
+show what a conforming server looks like): command lines end at CRLF only (§2.3.8), HELP answers 214
+(§4.1.1.8), EXPN is implemented (§3.5.2), and addresses with control characters or non-ASCII without
+SMTPUTF8 are refused (§4.1.2, RFC 6531).
 """
 
 from __future__ import annotations
@@ -14,9 +19,51 @@ import signal
 import socket
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 SIZE_LIMIT = 10 * 1024 * 1024
+
+
+class _CRLFLines:
+    """The connection's reader with command lines ending at CRLF only: a bare LF is data (§2.3.8)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        if separator != b"\n":
+            return await self._reader.readuntil(separator)
+        line = await self._reader.readuntil(b"\r\n")
+        # a bare CR or LF inside the line is an odd character, not a line end: NOOP<LF>QUIT is one NOOP
+        return line[:-2].replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+
+
+class ConformingSMTP(SMTP):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._reader = _CRLFLines(self._reader)  # type: ignore[assignment]
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str) -> None:
+        await self.push("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP")
+
+    @syntax("EXPN <list>")
+    async def smtp_EXPN(self, arg: str) -> None:
+        if not arg:
+            await self.push("501 5.5.4 Syntax: EXPN <list>")
+        else:
+            await self.push("550 5.1.1 Not a mailing list")
+
+
+def _address_problem(address: str, options: list[str]) -> str | None:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in address):
+        return "501 5.1.7 Control characters are not allowed in an address"
+    if not address.isascii() and "SMTPUTF8" not in (o.upper() for o in options):
+        return "553 5.6.7 Non-ASCII address requires the SMTPUTF8 parameter"
+    return None
 
 
 class MaildirHandler:
@@ -24,8 +71,25 @@ class MaildirHandler:
         self.maildir = mailbox.Maildir(maildir, create=True)
         self.domain = domain.lower()
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-EXPN", responses[-1]]  # EXPN is implemented, so it is listed (§3.5.2)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        problem = _address_problem(address, mail_options)
+        if problem:
+            return problem
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        problem = _address_problem(address, envelope.mail_options)
+        if problem:
+            return problem
         local, _, domain = address.rpartition("@")
         if not local:  # unqualified: only postmaster (RFC 5321 §4.5.1)
             if address.lower() != "postmaster":
@@ -49,7 +113,7 @@ async def serve(host: str, port: int, maildir: str, domain: str, hostname: str) 
     handler = MaildirHandler(maildir, domain)
 
     def factory() -> SMTP:
-        return SMTP(handler, hostname=hostname, data_size_limit=SIZE_LIMIT, enable_SMTPUTF8=True,
+        return ConformingSMTP(handler, hostname=hostname, data_size_limit=SIZE_LIMIT, enable_SMTPUTF8=True,
                     decode_data=False, ident="smtp-conformance builtin (aiosmtpd)")
 
     loop = asyncio.get_running_loop()
