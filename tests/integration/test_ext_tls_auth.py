@@ -3,7 +3,7 @@
 
 Two kinds of proof, each in as few suite runs as possible:
 
-* Real servers with TLS and AUTH switched on (the catalog test runs them all with default parameters only):
+* Real servers with TLS and AUTH switched on (the catalog test runs them with their mailbox, nothing else):
   Exim and smtp-server as they are, postfix-tls and aiosmtpd-auth (scripts/servers/), with
   --smtp-auth user@example.test:password; aiosmtpd-auth again in implicit-TLS mode with --smtp-tls implicit.
   Every scenario's outcome is asserted, genuine deviations included (they are explained where asserted).
