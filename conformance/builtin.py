@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
 import mailbox
 import signal
 import socket
+import uuid
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
@@ -66,6 +68,29 @@ def _address_problem(address: str, options: list[str]) -> str | None:
     return None
 
 
+def _u_labels(name: str) -> str:
+    try:
+        return name.encode("ascii").decode("idna")
+    except (UnicodeError, ValueError):
+        return name
+
+
+def _without_return_path(content: bytes) -> bytes:
+    """Final delivery records the reverse-path itself: a Return-Path the client sent is dropped (§4.4)."""
+    head, sep, body = content.partition(b"\r\n\r\n")
+    if not sep:
+        return content
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and skipping:
+            continue
+        skipping = line.lower().startswith(b"return-path:")
+        if not skipping:
+            kept.append(line)
+    return b"\r\n".join(kept) + sep + body
+
+
 class MaildirHandler:
     def __init__(self, maildir: str, domain: str) -> None:
         self.maildir = mailbox.Maildir(maildir, create=True)
@@ -103,10 +128,20 @@ class MaildirHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         peer = session.peer[0] if session.peer else "unknown"
-        received = (f"Received: from {session.host_name} ([{peer}]) by {server.hostname} "
-                    f"(smtp-conformance builtin); envelope-from <{envelope.mail_from}>\r\n").encode()
-        self.maildir.add(received + content)
-        return "250 2.0.0 OK: queued"
+        queue_id = uuid.uuid4().hex[:12].upper()
+        protocol = "ESMTP" if session.extended_smtp else "SMTP"
+        # §4.4: a Received line at the top (FROM, BY, WITH, ID, FOR with one path, RFC 5322 date) and, at
+        # final delivery, the reverse-path as Return-Path
+        for_clause = f"\r\n\tfor <{envelope.rcpt_tos[0]}>" if len(envelope.rcpt_tos) == 1 else ""
+        helo = session.host_name or "unknown"
+        if "SMTPUTF8" in (o.upper() for o in envelope.mail_options):
+            protocol = "UTF8SMTP"  # RFC 6531 §3.7.3: WITH names the protocol, names in U-label form
+            helo = _u_labels(helo)
+        trace = (f"Return-Path: <{envelope.mail_from}>\r\n"
+                 f"Received: from {helo} ([{peer}])\r\n\tby {server.hostname} with {protocol} "
+                 f"id {queue_id}{for_clause};\r\n\t{email.utils.format_datetime(email.utils.localtime())}\r\n")
+        self.maildir.add(trace.encode("utf-8") + _without_return_path(content))
+        return f"250 2.0.0 OK: queued as {queue_id}"
 
 
 async def serve(host: str, port: int, maildir: str, domain: str, hostname: str) -> None:
