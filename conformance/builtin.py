@@ -24,6 +24,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 SIZE_LIMIT = 10 * 1024 * 1024
+MAX_HOPS = 100  # RFC 5321 §6.3: a loop-detection threshold of at least 100 Received fields
 
 
 class _CRLFLines:
@@ -127,6 +128,9 @@ class MaildirHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        head = content.partition(b"\r\n\r\n")[0]
+        if sum(1 for line in head.split(b"\r\n") if line.lower().startswith(b"received:")) >= MAX_HOPS:
+            return "554 5.4.6 Too many hops: mail loop?"  # §6.3 loop detection; nothing is stored
         peer = session.peer[0] if session.peer else "unknown"
         queue_id = uuid.uuid4().hex[:12].upper()
         protocol = "ESMTP" if session.extended_smtp else "SMTP"
