@@ -224,6 +224,15 @@ def test_postfix_preset_runs_scenario(session: str) -> None:
 
 
 @containers
+def test_image_spec_runs_scenario(session: str) -> None:
+    """The issue's own words: `pytest --smtp-target image:<the local postfix image>`."""
+    run = run_suite("--smtp-target", "image:smtp-conformance/postfix:latest", paths=[node("postfix")])
+    assert run.outcomes() == {SEQUENCING_ID: "pass"}, run.stdout[-3000:]
+    assert identity(run, "postfix")["details"]["image_id"].startswith("sha256:")
+    assert labelled(session) == []
+
+
+@containers
 def test_pysmtp_preset_ehlo_and_api(session: str) -> None:
     from conformance.targets import parse_target
 
