@@ -43,3 +43,31 @@ def test_catalog_against_real_server(name: str) -> None:
         (r["id"], r["message"]) for r in results if r["outcome"] == "error"]
     comparison = compare(results, baseline)
     assert comparison.clean, "\n" + format_comparison(name, comparison)
+
+
+def test_cli_run_against_postfix_writes_documented_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`smtp-conformance run --target 127.0.0.1:PORT --json out.json` against Postfix: the documented JSON,
+    and every FAIL in it is one of Postfix's documented deviations."""
+    import json
+    import subprocess
+    import sys
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("conformance").joinpath("schema/results.schema.json").read_text())
+    out = tmp_path / "out.json"
+    with real_server("postfix") as server:
+        proc = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--target", server.address,
+                               "--mailbox", f"maildir:{server.maildir}", "--json", str(out), "--html",
+                               str(tmp_path / "out.html"), "--junit", str(tmp_path / "out.xml")],
+                              capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    document = json.loads(out.read_text())
+    jsonschema.validate(document, schema)
+    baseline = load_baseline(REPO / "baselines" / "postfix")
+    fails = [r["id"] for r in document["results"] if r["outcome"] == "fail"]
+    assert fails, "Postfix 3.7's default configuration has documented FAILs (e.g. <LF>.<LF> smuggling)"
+    assert all(baseline.deviations.get(i) and baseline.deviations[i].outcome == "fail" for i in fails), fails
+    documented = (REPO / "docs" / "known-deviations.md").read_text()
+    assert all(f"### postfix: {i} — FAIL" in documented for i in fails)
