@@ -100,7 +100,7 @@ def _enhanced_matches(pattern: str, actual: str | None) -> bool:
     return len(got) == 3 and all(w in ("x", g) for w, g in zip(want, got, strict=True))
 
 
-def matches(alt: Alternative, obs: Observation) -> bool:
+def matches(alt: Alternative, obs: Observation, values: dict[str, str] | None = None) -> bool:
     if isinstance(obs, Event):
         if alt.close:
             return obs.kind in ("closed", "reset") if alt.close == "any" else obs.kind == {
@@ -114,7 +114,8 @@ def matches(alt: Alternative, obs: Observation) -> bool:
         return False
     if alt.wellformed and obs.findings:
         return False
-    return not (alt.text and not re.search(alt.text, obs.text))
+    # {variables} in the pattern stand for their literal values ({rcpt}, {sender} …); {4} stays a quantifier
+    return not (alt.text and not re.search(regex_with_values(alt.text, values or {}), obs.text))
 
 
 def describe(obs: Observation) -> str:
@@ -243,7 +244,7 @@ class Dialogue:
         if self.enhanced_from is not None and isinstance(obs, Reply):
             self._check_enhanced(expect, obs)
         for alt in expect.alternatives:
-            if matches(alt, obs):
+            if matches(alt, obs, self.values):
                 if alt.note:
                     self.branch.append(alt.note)
                 if alt.outcome is not Outcome.PASS:

@@ -451,7 +451,7 @@ class Loader:
                 return None
             if "text" in item:
                 try:
-                    re.compile(item["text"])
+                    re.compile(regex_with_values(item["text"], {}))
                 except re.error as exc:
                     ctx.problem(item_path + ("text",), f"bad regular expression /{item['text']}/: {exc}")
                     return None

@@ -116,3 +116,10 @@ def test_transcript_is_bounded_and_escaped() -> None:
     assert out[0]["data"] == "220 <script>\\r\\n"
     assert sum(len(e["data"]) for e in out if e["dir"] == "S") <= MAX_RECORDED + 20
     assert any("more server octets not recorded" in str(e["data"]) for e in out)
+
+
+def test_text_patterns_take_variables_literally() -> None:
+    values = {"rcpt": "a.b+c@example.test"}
+    assert matches(Alternative(codes=("250",), text="<{rcpt}>"), reply(b"250 <a.b+c@example.test> ok\r\n"), values)
+    assert not matches(Alternative(codes=("250",), text="<{rcpt}>"), reply(b"250 <aXb+c@example.test>\r\n"), values)
+    assert matches(Alternative(codes=("250",), text=r"\d{3}"), reply(b"250 123\r\n"), values)
