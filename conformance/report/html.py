@@ -60,6 +60,15 @@ def _environment() -> jinja2.Environment:
 # --------------------------------------------------------------------------- helpers
 
 
+def _identity_line(details: dict[str, Any], spec: str) -> str:
+    """What the column header says besides label and banner: image and digest, server version, or spec."""
+    image = _s(details.get("image"))
+    if image:
+        digest = _s(details.get("repo_digest")) or _s(details.get("image_id"))
+        return f"{image} {digest.split(':')[-1][:12]}".strip()
+    return _s(details.get("server")) or _s(details.get("config")) or spec
+
+
 def sanitize_token(value: Any) -> str:
     """Reduce a value to ``[A-Za-z0-9_-]`` (every other character becomes ``_``)."""
     return _TOKEN_RE.sub("_", _s(value))
@@ -329,6 +338,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
                 "address": _s(t.get("address")),
                 "spec": _s(t.get("spec")),
                 "banner": banner,
+                "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
                 "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
                 "tls": _s(t.get("tls")),
                 "params": _kv(t.get("params")),
