@@ -52,7 +52,7 @@ class TargetState:
             "tls_ehlo_keywords": self.tls_keywords,
             "tls": self.tls,
             "params": t.params.public(),
-            "details": t.details(),
+            "details": t.details() | ({"config": t.config} if t.config else {}),
             "error": self.error or self.broken,
             "logs": t.logs(),
         }

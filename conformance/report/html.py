@@ -66,7 +66,8 @@ def _identity_line(details: dict[str, Any], spec: str) -> str:
     if image:
         digest = _s(details.get("repo_digest")) or _s(details.get("image_id"))
         return f"{image} {digest.split(':')[-1][:12]}".strip()
-    return _s(details.get("server")) or _s(details.get("config")) or spec
+    parts = [_s(details.get("server")) or spec, _s(details.get("config"))]
+    return " · ".join(p for p in parts if p)
 
 
 def sanitize_token(value: Any) -> str:

@@ -65,6 +65,7 @@ class Target(ABC):
     params: TargetParams = field(default_factory=TargetParams)
     kind: str = "address"
     baseline: str | None = None  # file or folder of this target's expected deviations
+    config: str | None = None  # a label for the server's configuration, shown with its identity
 
     @abstractmethod
     def start(self) -> Endpoint:

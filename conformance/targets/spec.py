@@ -123,6 +123,8 @@ def load_targets_file(path: Path, defaults: TargetParams | None = None) -> tuple
             continue
         if "label" in entry:
             target.label = sanitize_label(str(entry["label"]))
+        if "config" in entry:
+            target.config = str(entry["config"])
         if "baseline" in entry:
             target.baseline = str(path.parent / entry["baseline"])
         if target.label in labels:
