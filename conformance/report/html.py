@@ -63,10 +63,9 @@ def _environment() -> jinja2.Environment:
 def _identity_line(details: dict[str, Any], spec: str) -> str:
     """What the column header says besides label and banner: image and digest, server version, or spec."""
     image = _s(details.get("image"))
-    if image:
-        digest = _s(details.get("repo_digest")) or _s(details.get("image_id"))
-        return f"{image} {digest.split(':')[-1][:12]}".strip()
-    parts = [_s(details.get("server")) or spec, _s(details.get("config"))]
+    digest = _s(details.get("repo_digest")) or _s(details.get("image_id"))
+    what = f"{image} {digest.split(':')[-1][:12]}".strip() if image else _s(details.get("server")) or spec
+    parts = [what, _s(details.get("config"))]
     return " · ".join(p for p in parts if p)
 
 
