@@ -11,12 +11,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from conformance.loader import Loader, load_requirement_ids
 
 REPO = Path(__file__).resolve().parents[1]
 SERVERS = REPO / "scripts" / "servers"
@@ -128,3 +131,36 @@ def run_suite(*args: str, paths: list[str] | None = None, timeout: float = 600, 
         else:
             out.unlink(missing_ok=True)
     return SuiteRun(proc.returncode, proc.stdout, proc.stderr, document)
+
+
+# ----- one suite run over selected (scenario, target) pairs, judged against the expected outcomes -----
+def catalog(files: Iterable[str | Path]) -> dict[str, str]:
+    """scenario id -> its file (as a node id names it) for these scenario files; they must load cleanly."""
+    loaded = Loader(load_requirement_ids()).load_paths([REPO / f for f in files])
+    assert not loaded.problems, "\n".join(str(p) for p in loaded.problems)
+    return {s.id: s.file for s in loaded.scenarios}
+
+
+def targets_file(directory: Path, targets: dict[str, dict[str, str]]) -> str:
+    """A targets file (label -> its entry: address, mailbox, ...) in directory; its name, for --smtp-targets."""
+    path = directory / f"targets-{len(list(directory.glob('targets-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump({"targets": [{"label": label, **spec} for label, spec in targets.items()]}))
+    return str(path)
+
+
+def run_selected(targets: dict[str, dict[str, str]], wanted: dict[tuple[str, str], str], files: dict[str, str],
+                 tmp: Path, *args: str, concurrency: int, timeout: float) -> SuiteRun:
+    """One suite run (a targets file in tmp) of exactly the (scenario id, target label) pairs of `wanted`;
+    files: scenario id -> its file."""
+    nodes = sorted({f"{files[sid]}::{sid}[{label}]" for sid, label in wanted})
+    return run_suite("--smtp-targets", targets_file(tmp, targets), "--smtp-concurrency", str(concurrency), *args,
+                     paths=nodes, timeout=timeout, tmp=tmp)
+
+
+def mismatches(run: SuiteRun, wanted: dict[tuple[str, str], str]) -> list[str]:
+    """One line per (scenario id, target label) of `wanted` whose outcome is not the expected one."""
+    assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
+    got = {(r["id"], r["target"]): (r["outcome"], r.get("message", "")) for r in run.document["results"]}
+    return [f"{label:26} {sid:58} expected {outcome:11} got {got.get((sid, label), ('missing', ''))}"
+            for (sid, label), outcome in sorted(wanted.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+            if got.get((sid, label), ("missing",))[0] != outcome]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import socketserver
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.servers import scripted
 from tests.support import SCENARIOS, SuiteRun, run_suite
 
 FILES = [
@@ -63,65 +62,76 @@ def _unquote(local: str) -> str:
     return local
 
 
-class _Session(socketserver.StreamRequestHandler):
+class _Quirky(scripted.Session):
     server: _QuirkyServer
-
-    def reply(self, text: str) -> None:
-        self.wfile.write(text.replace("\n", "\r\n").encode() + b"\r\n")
+    greeting = "220 quirky.example.test ESMTP"
+    helo = False
 
     def has(self, quirk: str) -> bool:
-        return quirk in self.server.quirks
+        return quirk in self.f
 
     def reset(self) -> None:
         self.sender: str | None = None
         self.rcpts: list[str] = []
 
-    def handle(self) -> None:
-        self.helo = False
-        self.reset()
-        self.reply("220 quirky.example.test ESMTP")
-        while True:
-            raw = self.rfile.readline(4096)
-            if not raw:
-                return
-            if len(raw) > 512:
-                if self.has("close-long-line"):
-                    return
-                self.reply("500 5.5.2 line too long")
-                continue
-            line = raw.rstrip(b"\r\n").decode("latin-1")
-            if line != line.rstrip(" \t") and self.has("no-trailing-space"):
-                self.reply("501 5.5.2 trailing white space")
-                continue
-            verb, _, arg = line.rstrip(" \t").partition(" ")
-            handler = getattr(self, "do_" + verb.upper(), None) if verb.isalpha() else None
-            if handler is None:
-                self.reply("600 what?" if self.has("code-600") else "500 5.5.1 command not recognized")
-            elif handler(arg) is False:
-                return
+    def message_name(self) -> str:
+        with self.server.lock:
+            self.server.stored += 1
+            return f"{self.server.stored}.quirky"
 
-    def do_EHLO(self, arg: str) -> None:
+    def readline(self, limit: int) -> bytes:
+        """As a file's readline(limit): up to and including LF, at most `limit` octets; b"" once closed."""
+        while (i := self.buf.find(b"\n", 0, limit)) < 0 and len(self.buf) < limit:
+            try:
+                self.fill()
+            except scripted.Closed:
+                break
+        end = i + 1 if i >= 0 else min(len(self.buf), limit)
+        out, self.buf = self.buf[:end], self.buf[end:]
+        return out
+
+    def next_line(self) -> str | None:
+        raw = self.readline(4096)
+        return raw.decode("latin-1") if raw else None
+
+    def command(self, raw: str) -> str | None:
+        if len(raw) > 512:
+            if self.has("close-long-line"):
+                return scripted.CLOSE
+            self.send("500 5.5.2 line too long")
+            return None
+        line = raw.rstrip("\r\n")
+        if line != line.rstrip(" \t") and self.has("no-trailing-space"):
+            self.send("501 5.5.2 trailing white space")
+            return None
+        verb, _, arg = line.rstrip(" \t").partition(" ")
+        return self.dispatch(verb, arg)
+
+    def unknown(self, verb: str, arg: str) -> None:
+        self.send("600 what?" if self.has("code-600") else "500 5.5.1 command not recognized")
+
+    def cmd_EHLO(self, arg: str) -> None:
         if self.has("no-ehlo"):
-            return self.reply("502 5.5.1 EHLO not implemented")
-        self.hello(arg, "250-quirky.example.test\n250-8BITMIME\n"
-                   + ("250-AUTH=LOGIN\n" if self.has("bad-keyword") else "")
-                   + ("250 SIZE 1000000" if self.has("help-unadvertised") else "250 HELP"))
+            return self.send("502 5.5.1 EHLO not implemented")
+        keywords = ["8BITMIME", *(["AUTH=LOGIN"] if self.has("bad-keyword") else [])]
+        self.hello(arg, "250-quirky.example.test", *(f"250-{k}" for k in keywords),
+                   "250 SIZE 1000000" if self.has("help-unadvertised") else "250 HELP")
 
-    def do_HELO(self, arg: str) -> None:
+    def cmd_HELO(self, arg: str) -> None:
         if self.has("no-helo"):
-            return self.reply("500 5.5.1 command not recognized")
+            return self.send("500 5.5.1 command not recognized")
         self.hello(arg, "250 quirky.example.test")
 
-    def hello(self, arg: str, ok: str) -> None:
+    def hello(self, arg: str, *ok: str) -> None:
         if not arg or (arg.startswith("[") and self.has("literal-501")):
             if self.has("bad-ehlo-resets"):
                 self.reset()
-            return self.reply("503 5.5.1 say hello properly" if self.has("ehlo-noarg-503") else "501 5.5.4 syntax")
+            return self.send("503 5.5.1 say hello properly" if self.has("ehlo-noarg-503") else "501 5.5.4 syntax")
         if self.helo and self.has("second-ehlo-503"):
-            return self.reply("503 5.5.1 already greeted")
+            return self.send("503 5.5.1 already greeted")
         self.helo = True
         self.reset()
-        self.reply(ok)
+        self.send(*ok)
 
     def path(self, arg: str, keyword: str) -> tuple[str | None, list[str]]:
         """(mailbox or None if invalid, parameters); the mailbox may be '' for <>."""
@@ -155,47 +165,47 @@ class _Session(socketserver.StreamRequestHandler):
                 return False
         return True
 
-    def do_MAIL(self, arg: str) -> None:
+    def cmd_MAIL(self, arg: str) -> None:
         if not self.helo:
-            return self.reply("503 5.5.1 EHLO first")
+            return self.send("503 5.5.1 EHLO first")
         if self.sender is not None:
             if self.has("nested-mail-drops"):
                 self.reset()
-            return self.reply("503 5.5.1 nested MAIL")
+            return self.send("503 5.5.1 nested MAIL")
         mailbox, params = self.path(arg, "FROM:")
         if mailbox is None:
             if self.has("bad-mail-opens"):
                 self.sender = "broken"
-            return self.reply("550 5.1.7 no" if self.has("syntax-550") else "501 5.1.7 bad sender syntax")
+            return self.send("550 5.1.7 no" if self.has("syntax-550") else "501 5.1.7 bad sender syntax")
         if not self.params_ok(params):
-            return self.reply("555 5.5.4 unsupported parameter")
+            return self.send("555 5.5.4 unsupported parameter")
         self.sender = mailbox
-        self.reply("250 2.1.0 ok")
+        self.send("250 2.1.0 ok")
 
-    def do_RCPT(self, arg: str) -> None:
+    def cmd_RCPT(self, arg: str) -> None:
         if self.sender is None:
-            return self.reply("503 5.5.1 MAIL first")
+            return self.send("503 5.5.1 MAIL first")
         mailbox, params = self.path(arg, "TO:")
         if not mailbox:
-            return self.reply("501 5.1.3 bad recipient syntax")
+            return self.send("501 5.1.3 bad recipient syntax")
         if not self.params_ok(params):
-            return self.reply("555 5.5.4 unsupported parameter")
+            return self.send("555 5.5.4 unsupported parameter")
         local, _, domain = mailbox.rpartition("@")
         if not self.has("no-unquote"):
             local = _unquote(local)
         if domain.lower() != DOMAIN or local.lower() not in ("user", "postmaster"):
-            return self.reply("554 5.7.1 no" if self.has("relay-554") else "550 5.1.1 no such user here")
+            return self.send("554 5.7.1 no" if self.has("relay-554") else "550 5.1.1 no such user here")
         self.rcpts.append(mailbox)
-        self.reply("250 2.1.5 ok")
+        self.send("250 2.1.5 ok")
 
-    def do_DATA(self, arg: str) -> None:
-        if arg and not self.has("args-ok"):
-            return self.reply("501 5.5.4 no arguments allowed")
+    def cmd_DATA(self, arg: str) -> None:
+        if self.argument_refused(arg):
+            return
         if not self.rcpts:
-            return self.reply("503 5.5.1 no valid recipients")
-        self.reply("354 go ahead")
+            return self.send("503 5.5.1 no valid recipients")
+        self.send("354 go ahead")
         data = b""
-        while (line := self.rfile.readline(65536)) not in (b".\r\n", b""):
+        while (line := self.readline(65536)) not in (b".\r\n", b""):
             data += line[1:] if line.startswith(b".") else line
         copies = len(self.rcpts)
         if self.has("header-routing"):
@@ -203,60 +213,37 @@ class _Session(socketserver.StreamRequestHandler):
             copies += len(re.findall(r"^(?:To|Cc):.*@" + re.escape(DOMAIN), head, re.M | re.I))
         if self.server.maildir is not None:
             for _ in range(copies):
-                self.server.store(data)
+                self.store(data)
         self.reset()
-        self.reply("250 2.0.0 queued")
+        self.send("250 2.0.0 queued")
 
-    def do_RSET(self, arg: str) -> None:
+    def cmd_RSET(self, arg: str) -> str | None:
+        return None if self.argument_refused(arg) else super().cmd_RSET(arg)
+
+    def cmd_VRFY(self, arg: str) -> None:
+        self.send("252 2.0.0 cannot verify")
+
+    def cmd_EXPN(self, arg: str) -> None:
+        self.send("502 5.5.1 not implemented")
+
+    def cmd_HELP(self, arg: str) -> None:
+        self.send("214 2.0.0 see RFC 5321")
+
+    def cmd_QUIT(self, arg: str) -> str | None:
+        return None if self.argument_refused(arg) else super().cmd_QUIT(arg)
+
+    def argument_refused(self, arg: str) -> bool:
+        """RSET, DATA and QUIT take no argument: 501 (unless args-ok)."""
         if arg and not self.has("args-ok"):
-            return self.reply("501 5.5.4 no arguments allowed")
-        self.reset()
-        self.reply("250 2.0.0 ok")
-
-    def do_NOOP(self, arg: str) -> None:
-        self.reply("250 2.0.0 ok")
-
-    def do_VRFY(self, arg: str) -> None:
-        self.reply("252 2.0.0 cannot verify")
-
-    def do_EXPN(self, arg: str) -> None:
-        self.reply("502 5.5.1 not implemented")
-
-    def do_HELP(self, arg: str) -> None:
-        self.reply("214 2.0.0 see RFC 5321")
-
-    def do_QUIT(self, arg: str) -> bool:
-        if arg and not self.has("args-ok"):
-            self.reply("501 5.5.4 no arguments allowed")
+            self.send("501 5.5.4 no arguments allowed")
             return True
-        self.reply("221 2.0.0 bye")
         return False
 
 
-class _QuirkyServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # the suite opens many connections at once
-
+class _QuirkyServer(scripted.ScriptedServer):
     def __init__(self, quirks: set[str], maildir: Path | None = None) -> None:
-        unknown = quirks - set(QUIRKS)
-        assert not unknown, unknown
-        self.quirks = quirks
-        self.maildir = maildir
         self.stored = 0
-        self.lock = threading.Lock()
-        if maildir is not None:
-            for sub in ("tmp", "new", "cur"):
-                (maildir / sub).mkdir(parents=True, exist_ok=True)
-        super().__init__(("127.0.0.1", 0), _Session)
-
-    def store(self, data: bytes) -> None:
-        assert self.maildir is not None
-        with self.lock:
-            self.stored += 1
-            name = f"{self.stored}.quirky"
-        (self.maildir / "tmp" / name).write_bytes(data)
-        (self.maildir / "tmp" / name).rename(self.maildir / "new" / name)
+        super().__init__(_Quirky, quirks, maildir, known=QUIRKS)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -338,7 +325,7 @@ def suite_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteRun]:
 
     tmp = tmp_path_factory.mktemp("commands")
     stops = []
-    quirky_servers: list[_QuirkyServer] = []
+    servers = scripted.Servers()
     entries: list[dict[str, str]] = []
 
     def faulty(label: str, *faults: str, maildir: bool = False) -> None:
@@ -349,11 +336,8 @@ def suite_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteRun]:
 
     def quirky(label: str, *quirks: str, maildir: bool = False) -> None:
         box = tmp / f"{label}-maildir" if maildir else None
-        server = _QuirkyServer(set(quirks), box)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        quirky_servers.append(server)
-        entries.append({"label": label, "address": f"127.0.0.1:{server.server_address[1]}",
-                        **({"maildir": str(box)} if box else {})})
+        server = servers.start(_QuirkyServer(set(quirks), box))
+        entries.append({"label": label, "address": server.address, **({"maildir": str(box)} if box else {})})
 
     try:
         faulty("faulty-correct", maildir=True)
@@ -369,9 +353,7 @@ def suite_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteRun]:
     finally:
         for stop in stops:
             stop()
-        for server in quirky_servers:
-            server.shutdown()
-            server.server_close()
+        servers.stop()
 
 
 def levels() -> dict[str, str]:

@@ -10,10 +10,7 @@ parser). All targets go into one run of the suite, so the whole file takes a few
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import socketserver
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -121,30 +118,8 @@ class _CannedSession(faulty._Session):
 
 
 def _start_canned(canned: Canned) -> tuple[str, Callable[[], None]]:
-    class Handler(socketserver.BaseRequestHandler):
-        server: faulty.FaultyServer
-
-        def handle(self) -> None:
-            self.server.add_conn(self.request)
-            session = _CannedSession(self.server, self.request, self.client_address)
-            session.canned = canned
-            try:
-                session.run()
-            finally:
-                self.server.drop_conn(self.request)
-                with contextlib.suppress(OSError):
-                    self.request.close()
-
-    server = faulty.FaultyServer(("127.0.0.1", 0), faulty.ServerConfig())
-    server.RequestHandlerClass = Handler
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        server.stop()
-        thread.join(5)
-
-    host, port = server.server_address[:2]
+    session = type("CannedSession", (_CannedSession,), {"canned": canned})
+    host, port, stop = faulty.start_in_thread([], port=0, session=session)
     return f"{host}:{port}", stop
 
 

@@ -18,21 +18,17 @@ of the data (the suite's servers accept by default, so the catalog shows it UNSU
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import os
 import re
-import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
-from conformance.loader import Loader, load_requirement_ids
-from tests.support import REPO, SuiteRun, real_server, run_suite
+from tests.servers import scripted
+from tests.support import SuiteRun, catalog, mismatches, real_server, run_selected
 
 S = "scenarios/rfc5321/"
 FILES = [S + f for f in (
@@ -147,53 +143,31 @@ HOPS_LIMIT = 100
 SIZE_LIMIT = 1_000_000
 
 
-class _Closed(Exception):
-    pass
+class _Trace(scripted.Session):
+    greeting = "220 trace.example.test ESMTP"
+    tag = "trace"
 
-
-class _TraceHandler(socketserver.BaseRequestHandler):
-    server: _Trace
-
-    def setup(self) -> None:
-        self.f = self.server.faults
-        self.buf = b""
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self.helo = ""
         self.pending: list[bytes] = []  # commit-on-quit: messages accepted but not yet stored
-        self.reset()
 
     def reset(self) -> None:
-        self.mail: str | None = None
-        self.rcpts: list[str] = []
+        super().reset()
         self.routed = False
-
-    # ----- input / output -----
-    def fill(self) -> None:
-        data = self.request.recv(65536)
-        if not data:
-            raise _Closed
-        self.buf += data
-
-    def line(self) -> str:
-        while (i := self.buf.find(b"\r\n")) < 0:
-            self.fill()
-        out, self.buf = self.buf[:i], self.buf[i + 2:]
-        return out.decode("utf-8", "replace")
 
     def data(self) -> bytes:
         acc, self.buf = b"\r\n" + self.buf, b""
         while (i := acc.find(b"\r\n.\r\n")) < 0:
             try:
                 self.fill()
-            except _Closed:
+            except scripted.Closed:
                 if "store-interrupted" in self.f and len(acc) > 2:
                     self.store(acc[2:])
                 raise
             acc, self.buf = acc + self.buf, b""
         content, self.buf = acc[2:i + 2], acc[i + 5:]
         return b"\r\n".join(x[1:] if x.startswith(b".") else x for x in content.split(b"\r\n"))
-
-    def send(self, *lines: str) -> None:
-        self.request.sendall("".join(x + "\r\n" for x in lines).encode())
 
     # ----- storage -----
     def trace(self, content: bytes) -> bytes:
@@ -207,7 +181,7 @@ class _TraceHandler(socketserver.BaseRequestHandler):
         if "zone-after-offset" in f:
             date += " UTC"
         name = "unknown" if "no-client-name" in f else self.helo
-        ip = "" if "no-client-ip" in f else f" ([{self.client_address[0]}])"
+        ip = "" if "no-client-ip" in f else f" ([{self.peer[0]}])"
         clauses = " with HTTP" if "with-unregistered" in f else " with ESMTP"
         clauses += " via UUCP" if "via-unregistered" in f else " via TCP" if "via-tcp" in f else ""
         clauses += f" id T{time.time_ns() % 10**9}"
@@ -250,23 +224,9 @@ class _TraceHandler(socketserver.BaseRequestHandler):
         out = b"\r\n".join(top + header + body)
         return out + b"\r\n" if "extra-crlf" in f else out
 
-    def store(self, content: bytes) -> None:
-        maildir = self.server.maildir
-        name = f"{time.time_ns()}.{threading.get_ident()}.trace"
-        (maildir / "tmp" / name).write_bytes(content)
-        os.rename(maildir / "tmp" / name, maildir / "new" / name)
-
     # ----- commands -----
-    def handle(self) -> None:
-        self.send("220 trace.example.test ESMTP")
-        with contextlib.suppress(_Closed, OSError):
-            while True:
-                verb, _, arg = self.line().partition(" ")
-                handler = getattr(self, f"cmd_{verb.upper()}", None) if verb.isalpha() else None
-                if handler is None:
-                    self.send("250 2.0.0 ok" if "accept-unknown" in self.f else "500 5.5.2 command unrecognized")
-                elif handler(arg) == "quit":
-                    return
+    def unknown(self, verb: str, arg: str) -> None:
+        self.send("250 2.0.0 ok" if "accept-unknown" in self.f else self.unrecognized)
 
     def cmd_EHLO(self, arg: str) -> None:
         self.reset()
@@ -279,18 +239,10 @@ class _TraceHandler(socketserver.BaseRequestHandler):
         self.helo = arg.strip() or "unknown"
         self.send("250 trace.example.test")
 
-    def cmd_NOOP(self, arg: str) -> None:
-        self.send("250 2.0.0 ok")
-
-    def cmd_RSET(self, arg: str) -> None:
-        self.reset()
-        self.send("250 2.0.0 ok")
-
-    def cmd_QUIT(self, arg: str) -> str:
+    def cmd_QUIT(self, arg: str) -> str | None:
         for content in self.pending:
             self.store(content)
-        self.send("221 2.0.0 bye")
-        return "quit"
+        return super().cmd_QUIT(arg)
 
     def cmd_HELP(self, arg: str) -> None:
         self.send("214 2.0.0 see RFC 5321")
@@ -383,81 +335,35 @@ class _TraceHandler(socketserver.BaseRequestHandler):
             self.reset()
 
 
-class _Trace(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, faults: tuple[str, ...], maildir: Path) -> None:
-        self.faults, self.maildir = frozenset(faults), maildir
-        for sub in ("tmp", "new", "cur"):
-            (maildir / sub).mkdir(parents=True, exist_ok=True)
-        super().__init__(("127.0.0.1", 0), _TraceHandler)
-
-
 @pytest.fixture
 def trace(tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
     """trace(*faults) -> ("127.0.0.1:PORT", maildir) of a _Trace server running in this process."""
-    servers: list[_Trace] = []
-
-    def start(*faults: str) -> tuple[str, Path]:
-        maildir = tmp_path / f"trace-{len(servers)}"
-        server = _Trace(faults, maildir)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"127.0.0.1:{server.server_address[1]}", maildir
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with scripted.Servers() as servers:
+        yield lambda *faults: servers.with_maildir(_Trace, faults, tmp_path / f"trace-{len(servers)}")
 
 
 # ----- helpers ------------------------------------------------------------------------------------------
-def _catalog(files: list[str]) -> dict[str, str]:
-    """scenario id -> file; the files must load cleanly."""
-    catalog = Loader(load_requirement_ids()).load_paths([REPO / f for f in files])
-    assert not catalog.problems, "\n".join(str(p) for p in catalog.problems)
-    return {s.id: s.file for s in catalog.scenarios}
-
-
-def _targets_file(directory: Path, targets: dict[str, dict[str, str]]) -> str:
-    path = directory / f"targets-{len(list(directory.glob('targets-*.yaml')))}.yaml"
-    path.write_text(yaml.safe_dump({"targets": [{"label": label, **spec} for label, spec in targets.items()]}))
-    return str(path)
-
-
-def _run(targets_file: str, wanted: dict[tuple[str, str], str], ids: dict[str, str], tmp: Path,
+def _run(targets: dict[str, dict[str, str]], wanted: dict[tuple[str, str], str], ids: dict[str, str], tmp: Path,
          *args: str) -> SuiteRun:
-    nodes = sorted({f"{ids[sid]}::{sid}[{label}]" for sid, label in wanted})
-    return run_suite("--smtp-targets", targets_file, "--smtp-concurrency", "64", *args, paths=nodes,
-                     timeout=600, tmp=tmp)
-
-
-def _mismatches(run: SuiteRun, wanted: dict[tuple[str, str], str]) -> list[str]:
-    assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
-    got = {(r["id"], r["target"]): (r["outcome"], r.get("message", "")[:300]) for r in run.document["results"]}
-    return [f"{label:26} {sid:58} expected {outcome:11} got {got.get((sid, label), ('missing', ''))}"
-            for (sid, label), outcome in sorted(wanted.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-            if got.get((sid, label), ("missing",))[0] != outcome]
+    return run_selected(targets, wanted, ids, tmp, *args, concurrency=64, timeout=600)
 
 
 # ----- tests --------------------------------------------------------------------------------------------
 def test_every_scenario_meets_a_server_that_breaks_it() -> None:
-    ids = _catalog(FILES + EXTRA_FILES)
+    ids = catalog(FILES + EXTRA_FILES)
     named = set(TRACE_CORRECT_NOT_PASS)
     for _, expect in [*TRACE.values(), *FAULTY.values()]:
         named |= set(expect)
     assert named <= set(ids), sorted(named - set(ids))
     proven = {sid for _, expect in [*TRACE.values(), *FAULTY.values()] for sid, o in expect.items() if o != "pass"}
-    new = set(_catalog(FILES))
+    new = set(catalog(FILES))
     assert not new - proven, sorted(new - proven)
 
 
 def test_broken_servers_fail_and_correct_servers_pass(trace: Callable[..., tuple[str, Path]],
                                                       faulty: Callable[..., str], tmp_path: Path) -> None:
-    ids = _catalog(FILES + EXTRA_FILES)
-    new = _catalog(FILES)
+    ids = catalog(FILES + EXTRA_FILES)
+    new = catalog(FILES)
     address, maildir = trace()
     targets: dict[str, dict[str, str]] = {"trace-ok": {"address": address, "mailbox": f"maildir:{maildir}"}}
     wanted = {(sid, "trace-ok"): TRACE_CORRECT_NOT_PASS.get(sid, "pass") for sid in new}
@@ -470,8 +376,8 @@ def test_broken_servers_fail_and_correct_servers_pass(trace: Callable[..., tuple
         targets[label] = {"address": faulty(*faults, maildir=maildir), "mailbox": f"maildir:{maildir}"}
         wanted.update({(sid, label): outcome for sid, outcome in expect.items()})
     started = time.monotonic()
-    run = _run(_targets_file(tmp_path, targets), wanted, ids, tmp_path, *TIMEOUT)
-    wrong = _mismatches(run, wanted)
+    run = _run(targets, wanted, ids, tmp_path, *TIMEOUT)
+    wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
     assert time.monotonic() - started < 240
 
@@ -479,15 +385,15 @@ def test_broken_servers_fail_and_correct_servers_pass(trace: Callable[..., tuple
 def test_postfix_deferring_at_end_of_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The 4yz scenario is UNSUPPORTED on the suite's servers (they accept the message); Postfix told to defer
     every message at the end of the data (450 4.3.2) lets it judge, and Postfix keeps nothing it deferred."""
-    ids = _catalog(FILES)
+    ids = catalog(FILES)
     monkeypatch.setenv("POSTFIX_EXTRA_MAIN_CF", "smtpd_end_of_data_restrictions = defer")
     with real_server("postfix") as server:
         monkeypatch.delenv("POSTFIX_EXTRA_MAIN_CF")
         targets = {"postfix-defer": {"address": server.address, "mailbox": f"maildir:{server.maildir}"}}
         wanted = {("rfc5321-4.2.5-4yz-after-data-not-delivered", "postfix-defer"): "pass",
                   ("rfc5321-4.2.5-5yz-after-data-not-delivered", "postfix-defer"): "unsupported"}
-        run = _run(_targets_file(tmp_path, targets), wanted, ids, tmp_path, "--smtp-timeout", "10")
-    wrong = _mismatches(run, wanted)
+        run = _run(targets, wanted, ids, tmp_path, "--smtp-timeout", "10")
+    wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
     codes = run.result("rfc5321-4.2.5-4yz-after-data-not-delivered", "postfix-defer")["codes"]
     assert 450 in codes, codes  # the end of the data was answered "450 4.3.2 … End-of-data rejected"

@@ -14,18 +14,15 @@ selected by its node id, so each target only runs the scenarios meant for it.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
-import socketserver
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conformance.loader import Loader, load_requirement_ids
-from tests.support import REPO, run_suite
+from tests.servers import scripted
+from tests.support import catalog, mismatches, run_suite
 
 R = "scenarios/rfc5321/"
 FILES = [
@@ -166,77 +163,63 @@ TINY: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
 
 
 # ----- a tiny SMTP server with switchable faults --------------------------------------------------------
-class _TinyHandler(socketserver.BaseRequestHandler):
+class _TinySession(scripted.Session):
     """Just enough SMTP for the scenarios it is used with; correct unless a mode says otherwise."""
 
     server: _TinyServer
+    greeting = "220 tiny.example.test ESMTP"
     DOMAIN = "example.test"
-
-    def setup(self) -> None:
-        self.buf = b""
-        self.modes = self.server.modes
-        self.mail: str | None = None
-        self.rcpts: list[str] = []
-        self.over = False
-
-    def send(self, line: str) -> None:
-        self.request.sendall(line.encode() + b"\r\n")
-
-    def _fill(self) -> bytes:
-        data = self.request.recv(65536)
-        if not data:
-            raise ConnectionError
-        self.buf += data
-        return data
+    over = False  # limit-drops-all: the recipient limit was reached in this transaction
 
     def line(self) -> bytes:
-        ends = re.compile(rb"\r\n|\r|\n" if "cr-lines" in self.modes else rb"\r\n")
+        ends = re.compile(rb"\r\n|\r|\n" if "cr-lines" in self.f else rb"\r\n")
         while True:
             m = ends.search(self.buf)
             if m and not (m.group() == b"\r" and m.end() == len(self.buf)):  # a CR may start a CRLF
                 out, self.buf = self.buf[: m.start()], self.buf[m.end():]
                 return out
-            self._fill()
+            self.fill()
 
-    def handle(self) -> None:
-        self.send("220 tiny.example.test ESMTP")
-        with contextlib.suppress(ConnectionError, OSError):
-            while True:
-                raw = self.line()
-                verb, _, arg = raw.decode("latin-1").partition(" ")
-                verb = verb.upper()
-                if f"unknown-{verb}" in self.modes:
-                    self.send("500 5.5.2 command unrecognized")
-                elif f"missing-{verb}" in self.modes:
-                    self.send("502 5.5.1 command not implemented")
-                elif verb in ("EHLO", "HELO"):
-                    self.mail, self.rcpts = None, []
-                    self.send("250-tiny.example.test\r\n250 8BITMIME" if verb == "EHLO" else "250 tiny.example.test")
-                elif verb == "MAIL":
-                    self.mail, self.rcpts, self.over = arg, [], False
-                    self.send("250 2.1.0 ok")
-                elif verb == "RCPT":
-                    self.send(self.rcpt(arg))
-                elif verb == "DATA":
-                    if self.mail is None or not self.rcpts:
-                        self.send("554 5.5.1 no valid recipients" if self.mail else "503 5.5.1 need MAIL")
-                        continue
-                    self.send("354 go ahead")
-                    reply = self.data()
-                    self.mail, self.rcpts = None, []
-                    if reply:
-                        self.send(reply)
-                elif verb in ("RSET", "NOOP"):
-                    if verb == "RSET":
-                        self.mail, self.rcpts = None, []
-                    self.send("250 2.0.0 ok")
-                elif verb == "VRFY":
-                    self.send("252 2.1.5 cannot verify")
-                elif verb == "QUIT":
-                    self.send("221 2.0.0 bye")
-                    return
-                else:
-                    self.send("500 5.5.2 command unrecognized")
+    def next_line(self) -> str:
+        return self.line().decode("latin-1")
+
+    def command(self, line: str) -> str | None:
+        verb, _, arg = line.partition(" ")
+        if f"unknown-{verb.upper()}" in self.f:
+            self.send("500 5.5.2 command unrecognized")
+        elif f"missing-{verb.upper()}" in self.f:
+            self.send("502 5.5.1 command not implemented")
+        else:
+            return self.dispatch(verb, arg)
+        return None
+
+    def cmd_EHLO(self, arg: str) -> None:
+        self.reset()
+        self.send("250-tiny.example.test", "250 8BITMIME")
+
+    def cmd_HELO(self, arg: str) -> None:
+        self.reset()
+        self.send("250 tiny.example.test")
+
+    def cmd_MAIL(self, arg: str) -> None:
+        self.mail, self.rcpts, self.over = arg, [], False
+        self.send("250 2.1.0 ok")
+
+    def cmd_RCPT(self, arg: str) -> None:
+        self.send(self.rcpt(arg))
+
+    def cmd_DATA(self, arg: str) -> None:
+        if self.mail is None or not self.rcpts:
+            self.send("554 5.5.1 no valid recipients" if self.mail else "503 5.5.1 need MAIL")
+            return
+        self.send("354 go ahead")
+        reply = self.data()
+        self.reset()
+        if reply:
+            self.send(reply)
+
+    def cmd_VRFY(self, arg: str) -> None:
+        self.send("252 2.1.5 cannot verify")
 
     def rcpt(self, arg: str) -> str:
         if self.mail is None:
@@ -245,83 +228,63 @@ class _TinyHandler(socketserver.BaseRequestHandler):
         if not m:
             return "501 5.1.3 bad address"
         local, domain = m.group(1), m.group(2)
-        postmaster = local == "postmaster" if "postmaster-lowercase" in self.modes else local.lower() == "postmaster"
+        postmaster = local == "postmaster" if "postmaster-lowercase" in self.f else local.lower() == "postmaster"
         if domain is None and not postmaster:
             return "550 5.1.3 unqualified"
         if domain is not None and domain.lower() != self.DOMAIN:
             return "550 5.7.1 relaying denied"
         if not (postmaster or local == "user"):
             return "550 5.1.1 user unknown"
-        if len(self.rcpts) >= 100 and "rcpt-limit-451" in self.modes:
+        if len(self.rcpts) >= 100 and "rcpt-limit-451" in self.f:
             return "451 4.3.0 too many recipients, try later"
-        if "limit-drops-all" in self.modes and (len(self.rcpts) >= 100 or self.over):
+        if "limit-drops-all" in self.f and (len(self.rcpts) >= 100 or self.over):
             self.rcpts, self.over = [], True  # the recipients accepted so far are silently dropped
             return "452 4.5.3 too many recipients"
         self.rcpts.append(f"{local}@{domain}")
         return "250 2.1.5 ok"
 
     def data(self) -> str | None:
-        if "per-read-eod" in self.modes:  # looks for the terminator at the end of each read only
+        if "per-read-eod" in self.f:  # looks for the terminator at the end of each read only
             content, chunk, self.buf = self.buf, self.buf, b""
             while not chunk.endswith(b"\r\n.\r\n"):
-                chunk = self._fill()
+                chunk = self.fill()
                 content, self.buf = content + chunk, b""
             lines = content.split(b"\r\n")[:-2]
         else:
             lines = []
             while True:
                 line = self.line()
-                if line == b"." or ("stuffed-dot-ends" in self.modes and line == b".."):
+                if line == b"." or ("stuffed-dot-ends" in self.f and line == b".."):
                     break
-                if "dot-run-ends" in self.modes and line and not line.strip(b"."):
+                if "dot-run-ends" in self.f and line and not line.strip(b"."):
                     break
                 lines.append(line[1:] if line.startswith(b".") else line)
         header = b"\n".join(lines).split(b"\n\n")[0].lower()
-        if "header-police" in self.modes and (b"\ndate:" not in b"\n" + header
-                                              or (b"resent-to:" in header and b"resent-from:" not in header)):
+        if "header-police" in self.f and (b"\ndate:" not in b"\n" + header
+                                          or (b"resent-to:" in header and b"resent-from:" not in header)):
             return "554 5.6.0 malformed header section"
-        if "header-rcpt-100" in self.modes and header.count(b"@") > 100:
+        if "header-rcpt-100" in self.f and header.count(b"@") > 100:
             return "554 5.7.1 too many recipients in the header"
-        if "hops-30" in self.modes and header.count(b"received:") > 30:
+        if "hops-30" in self.f and header.count(b"received:") > 30:
             return "554 5.4.0 too many hops"
         return "250 2.0.0 queued"
 
 
-class _TinyServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _TinyServer(scripted.ScriptedServer):
     def __init__(self, modes: tuple[str, ...]) -> None:
-        self.modes = frozenset(modes)
-        super().__init__(("127.0.0.1", 0), _TinyHandler)
+        super().__init__(_TinySession, modes)
 
 
 @pytest.fixture
 def tiny() -> Iterator[Callable[..., str]]:
-    servers: list[_TinyServer] = []
-
-    def start(*modes: str) -> str:
-        server = _TinyServer(modes)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    """tiny(*modes) -> "127.0.0.1:PORT" of a tiny server running in this process."""
+    with scripted.Servers() as servers:
+        yield lambda *modes: servers.start(_TinyServer(modes)).address
 
 
 # ----- tests --------------------------------------------------------------------------------------------
-def _catalog() -> dict[str, str]:
-    """scenario id -> file, for this area's files; the files must load cleanly."""
-    catalog = Loader(load_requirement_ids()).load_paths([REPO / f for f in FILES])
-    assert not catalog.problems, "\n".join(str(p) for p in catalog.problems)
-    return {s.id: s.file for s in catalog.scenarios}
-
-
 def test_catalog_loads_and_every_expectation_names_a_scenario() -> None:
-    ids = _catalog()
+    ids = catalog(FILES)
     assert len(ids) >= 40
     named = set(CORRECT_NOT_PASS) | set(IDLE_EXPECT)
     for _, expect in [*FAULTY.values(), *TINY.values()]:
@@ -331,7 +294,7 @@ def test_catalog_loads_and_every_expectation_names_a_scenario() -> None:
 
 def test_broken_servers_fail_and_correct_servers_pass(faulty: Callable[..., str],
                                                       tiny: Callable[..., str], tmp_path: Path) -> None:
-    ids = _catalog()
+    ids = catalog(FILES)
     targets: dict[str, str] = {"correct": faulty(), "tiny": tiny()}
     wanted: dict[tuple[str, str], str] = {(sid, "correct"): CORRECT_NOT_PASS.get(sid, "pass") for sid in ids}
     for label, (faults, expect) in FAULTY.items():
@@ -347,11 +310,7 @@ def test_broken_servers_fail_and_correct_servers_pass(faulty: Callable[..., str]
     args = [a for label, address in targets.items() for a in ("--smtp-target", f"{label}={address}")]
     nodes = [f"{ids[sid]}::{sid}[{label}]" for sid, label in wanted]
     run = run_suite(*args, "--smtp-timeout", "3", "--smtp-concurrency", "48", paths=nodes, timeout=300, tmp=tmp_path)
-    assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
-    got = {(r["id"], r["target"]): (r["outcome"], r.get("message", "")) for r in run.document["results"]}
-    wrong = [f"{label:22} {sid:52} expected {outcome:10} got {got.get((sid, label), ('missing', ''))}"
-             for (sid, label), outcome in sorted(wanted.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-             if got.get((sid, label), ("missing",))[0] != outcome]
+    wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import smtplib
@@ -28,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.containers import engine as containers_engine
 from tests.support import REPO, SCENARIOS, missing, run_suite
 
-SETUP = REPO / "scripts" / "containers" / "setup"
 SEQUENCING = SCENARIOS / "rfc5321" / "4.3.2-sequencing.yaml"
 SEQUENCING_ID = "rfc5321-4.3.2-rcpt-before-mail"
 
@@ -38,68 +37,19 @@ SEQUENCING_ID = "rfc5321-4.3.2-rcpt-before-mail"
 def node(label: str) -> str:
     """The one scenario this file runs, against one target (the scenario file holds more)."""
     return f"{SEQUENCING}::{SEQUENCING_ID}[{label}]"
-IMAGES = ("smtp-conformance/postfix:latest", "smtp-conformance/pysmtp:latest")
 LABEL = "org.smtp-conformance"
 LABEL_SESSION = "org.smtp-conformance.session"
 
 containers = pytest.mark.containers
 
 
-def parse_exports(text: str) -> dict[str, str]:
-    env = {}
-    for line in text.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, _, value = words[1].partition("=")
-            env[key] = value
-    return env
-
-
 @pytest.fixture(scope="session")
 def engine() -> Iterator[dict[str, str]]:
     """scripts/containers/setup's environment, applied to os.environ (and testcontainers' config)."""
-    env: dict[str, str] = {}
-    if shutil.which("podman") or os.environ.get("CI") == "true":
-        try:
-            proc = subprocess.run([str(SETUP)], capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            missing(f"scripts/containers/setup did not run: {exc}")
-        if proc.returncode != 0:
-            missing(f"scripts/containers/setup failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        env = parse_exports(proc.stdout)
-        if "DOCKER_HOST" not in env:
-            missing(f"scripts/containers/setup printed no DOCKER_HOST: {proc.stdout}")
-    mp = pytest.MonkeyPatch()
-    for key, value in env.items():
-        mp.setenv(key, value)
-    import docker
-    from testcontainers.core.config import ConnectionMode
-    from testcontainers.core.config import testcontainers_config as tc_config
+    with containers_engine(missing, ci=os.environ.get("CI") == "true") as env:
+        import conformance.targets.container  # noqa: F401 - its SESSION_ID now, not under a test's monkeypatch
 
-    if env:  # testcontainers read its configuration when first imported, maybe before setenv
-        mp.setattr(tc_config, "tc_host_override", env.get("TC_HOST", "127.0.0.1"))
-        mp.setattr(tc_config, "connection_mode_override", ConnectionMode.docker_host)
-        mp.setattr(tc_config, "ryuk_disabled", True)
-    import conformance.targets.container  # noqa: F401 - its SESSION_ID now, not under a test's monkeypatch
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
-        mp.undo()
-        missing(f"no container engine answers (run scripts/containers/setup): {exc}")
-    absent = []
-    for image in IMAGES:
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            absent.append(image)
-    client.close()
-    if absent:
-        mp.undo()
-        missing(f"images missing: {', '.join(absent)} (run scripts/containers/build-images)")
-    yield env
-    mp.undo()
+        yield env
 
 
 @pytest.fixture

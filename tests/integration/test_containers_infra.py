@@ -14,9 +14,9 @@ block does, also on errors and Ctrl-C) and then checks nothing is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shlex
 import shutil
 import smtplib
 import subprocess
@@ -24,16 +24,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.containers import POSTFIX_IMAGE, PYSMTP_IMAGE
+from tests.containers import engine as containers_engine
+
 pytestmark = pytest.mark.containers
 
-REPO = Path(__file__).resolve().parents[2]
-SETUP = REPO / "scripts" / "containers" / "setup"
-POSTFIX_IMAGE = "smtp-conformance/postfix:latest"
-PYSMTP_IMAGE = "smtp-conformance/pysmtp:latest"
 POSTFIX_MAILDIR = "/var/mail/vhosts/example.test/user"
 PYSMTP_SPOOL = "/var/spool/pysmtp"
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -46,63 +44,11 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def parse_exports(text: str) -> dict[str, str]:
-    env = {}
-    for line in text.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, _, value = words[1].partition("=")
-            env[key] = value
-    return env
-
-
 @pytest.fixture(scope="session")
 def engine() -> Iterator[dict[str, str]]:
     """The environment for testcontainers; applied to os.environ for the session."""
-    env: dict[str, str] = {}
-    if shutil.which("podman") or CI:
-        try:
-            proc = subprocess.run([str(SETUP)], capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            unavailable(f"scripts/containers/setup did not run: {exc}")
-        if proc.returncode != 0:
-            unavailable(f"scripts/containers/setup failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        env = parse_exports(proc.stdout)
-        if "DOCKER_HOST" not in env:
-            unavailable(f"scripts/containers/setup printed no DOCKER_HOST:\n{proc.stdout}")
-    # else: no podman here; try whatever Docker engine the environment points at.
-
-    import docker
-
-    mp = pytest.MonkeyPatch()
-    for key, value in env.items():
-        mp.setenv(key, value)
-    # testcontainers reads TC_HOST & co. when first imported: set them explicitly too.
-    from testcontainers.core.config import ConnectionMode
-    from testcontainers.core.config import testcontainers_config as tc_config
-
-    if env:
-        mp.setattr(tc_config, "tc_host_override", env.get("TC_HOST", "127.0.0.1"))
-        mp.setattr(tc_config, "connection_mode_override", ConnectionMode.docker_host)
-        mp.setattr(tc_config, "ryuk_disabled", True)
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
-        mp.undo()
-        unavailable(f"no container engine answers (run scripts/containers/setup): {exc}")
-    missing = []
-    for image in (POSTFIX_IMAGE, PYSMTP_IMAGE):
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            missing.append(image)
-    client.close()
-    if missing:
-        mp.undo()
-        unavailable(f"images missing: {', '.join(missing)} (run scripts/containers/build-images)")
-    yield env
-    mp.undo()
+    with containers_engine(unavailable, ci=CI) as env:
+        yield env
 
 
 def publish_on_loopback(container, *ports: int) -> None:
@@ -178,18 +124,26 @@ def assert_gone(container_id: str) -> None:
         assert container_id not in out, f"podman ps -a still lists {container_id}:\n{out}"
 
 
+@contextlib.contextmanager
+def started(container, name: str, smtp_port: int, *other_ports: int) -> Iterator[tuple[str, int]]:
+    """Run the container with its ports on loopback until its SMTP banner comes; yield (host, SMTP port).
+    Afterwards the container must be gone."""
+    publish_on_loopback(container, smtp_port, *other_ports)
+    with container:
+        cid = container.get_container_id()
+        host, port = mapped(container, smtp_port)
+        waited = wait_for_banner(host, port)
+        print(f"{name} banner after {waited:.2f} s on {host}:{port}")
+        yield host, port
+    assert_gone(cid)
+
+
 def test_postfix_container(engine: dict[str, str]) -> None:
     from testcontainers.core.container import DockerContainer
 
     token = uuid.uuid4().hex
     container = DockerContainer(POSTFIX_IMAGE)
-    publish_on_loopback(container, 25)
-    with container:
-        cid = container.get_container_id()
-        host, port = mapped(container, 25)
-        waited = wait_for_banner(host, port)
-        print(f"postfix banner after {waited:.2f} s on {host}:{port}")
-
+    with started(container, "postfix", 25) as (host, port):
         with smtplib.SMTP(host, port, timeout=30) as smtp:
             code, ehlo = smtp.ehlo("client.test")
             assert code == 250, ehlo
@@ -235,7 +189,6 @@ def test_postfix_container(engine: dict[str, str]) -> None:
         assert "\n.dot-stuffed line" in stored and "\n..dot-stuffed" not in stored
         assert "status=sent (delivered to maildir)" in logs, logs[-3000:]
         assert "someone@foreign.test" in logs and "Relay access denied" in logs
-    assert_gone(cid)
 
 
 def test_pysmtp_container(engine: dict[str, str]) -> None:
@@ -243,14 +196,8 @@ def test_pysmtp_container(engine: dict[str, str]) -> None:
 
     token = uuid.uuid4().hex
     container = DockerContainer(PYSMTP_IMAGE).with_env("PYSMTP_DOMAINS", "example.test")
-    publish_on_loopback(container, 1025, 8025)
-    with container:
-        cid = container.get_container_id()
-        host, port = mapped(container, 1025)
+    with started(container, "pysmtp", 1025, 8025) as (host, port):
         _, http_port = mapped(container, 8025)
-        waited = wait_for_banner(host, port)
-        print(f"pysmtp banner after {waited:.2f} s on {host}:{port}")
-
         with smtplib.SMTP(host, port, timeout=30) as smtp:
             code, ehlo = smtp.ehlo("client.test")
             assert code == 250, ehlo
@@ -288,4 +235,3 @@ def test_pysmtp_container(engine: dict[str, str]) -> None:
             assert resp.status == 200
         with urllib.request.urlopen(f"{api}/api/messages", timeout=10) as resp:
             assert json.load(resp) == []
-    assert_gone(cid)

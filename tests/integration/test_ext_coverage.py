@@ -28,24 +28,34 @@ import os
 import re
 import shutil
 import socket
-import socketserver
 import ssl
 import stringprep
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
-from conformance.loader import Loader, load_requirement_ids
-from tests.support import REPO, SERVERS, SuiteRun, free_port, missing, real_server, run_suite
+from tests.servers import scripted
+from tests.support import (
+    REPO,
+    SERVERS,
+    SuiteRun,
+    catalog,
+    free_port,
+    mismatches,
+    missing,
+    real_server,
+    run_selected,
+    run_suite,
+    targets_file,
+)
 
 S = "scenarios/"
 NEW: dict[str, str] = {
@@ -107,7 +117,6 @@ FAULTS = {
 USERS = {"user": "Ursula User", "postmaster": "Postmaster", "jörg": "Jörg Müller"}
 MOVED = ("moved", "jörg@bücher.example")
 AUTH_LINE_LIMIT = 12288
-_TOO_LONG = "\0too-long"
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3} ")
 
 
@@ -128,67 +137,32 @@ def _u_labels(name: str) -> str:
                     for label in name.split("."))
 
 
-class _CovConn:
-    def __init__(self, sock: socket.socket, server: _Cov) -> None:
-        self.sock: socket.socket = sock
-        self.server = server
-        self.f = server.faults
-        self.policy = server.policy
-        self.buf = b""
-        self.tls = False
+class _Cov(scripted.Session):
+    server: _CovServer
+    greeting = f"220 {HOST} ESMTP cov"
+    tag = "cov"
+    line_limit = 4096
+    strip_arg = True
+    close_abruptly = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.policy = self.server.policy
         self.helo = ""
         self.authed = False
         self.failures = 0
-        self.reset()
 
     def reset(self) -> None:
-        self.mail: str | None = None
+        super().reset()
         self.utf8 = False
-        self.rcpts: list[str] = []
-
-    # --- I/O ---
-    def send(self, *lines: str) -> None:
-        self.sock.sendall("".join(line + "\r\n" for line in lines).encode("utf-8"))
-
-    def readline(self, limit: int = 4096) -> str | None:
-        """One line; a line over `limit` octets is read to its end and reported as _TOO_LONG."""
-        too_long = False
-        while b"\r\n" not in self.buf:
-            if len(self.buf) > limit:
-                too_long, self.buf = True, self.buf[-1:]  # keep a CR that may start the line end
-            try:
-                data = self.sock.recv(65536)
-            except (OSError, ssl.SSLError):
-                return None
-            if not data:
-                return None
-            self.buf += data
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        if too_long or len(line) + 2 > limit:
-            return _TOO_LONG
-        return line.decode("utf-8", "replace")
 
     # --- session ---
-    def run(self) -> None:
-        self.send(f"220 {HOST} ESMTP cov")
-        while True:
-            line = self.readline()
-            if line is None:
-                return
-            if line == _TOO_LONG:
-                self.send("500 5.5.2 line too long")
-                continue
-            verb, _, arg = line.partition(" ")
-            verb = verb.upper()
-            refusal = self.refusal(verb)
-            if refusal:
-                self.send(refusal)
-                continue
-            handler = getattr(self, f"cmd_{verb}", None)
-            if handler is None:
-                self.send("500 5.5.2 command unrecognized")
-            elif handler(arg.strip()) == "close":
-                return
+    def dispatch(self, verb: str, arg: str) -> str | None:
+        refusal = self.refusal(verb.upper())
+        if refusal:
+            self.send(refusal)
+            return None
+        return super().dispatch(verb, arg)
 
     def refusal(self, verb: str) -> str | None:
         """What a policy answers instead of running the command, or None."""
@@ -238,24 +212,10 @@ class _CovConn:
             return None
         self.send("220 2.0.0 ready to start TLS")
         self.buf = b""
-        try:
-            self.sock = self.server.context.wrap_socket(self.sock, server_side=True)
-        except (OSError, ssl.SSLError):
-            return "close"
-        self.tls, self.helo = True, ""
+        self.start_tls()
+        self.helo = ""
         self.reset()
         return None
-
-    def cmd_NOOP(self, arg: str) -> None:
-        self.send("250 2.0.0 ok")
-
-    def cmd_RSET(self, arg: str) -> None:
-        self.reset()
-        self.send("250 2.0.0 ok")
-
-    def cmd_QUIT(self, arg: str) -> str:
-        self.send("221 2.0.0 bye")
-        return "close"
 
     def cmd_MAIL(self, arg: str) -> None:
         m = re.fullmatch(r"(?i)FROM:<([^<>\s]*)>((?: +[A-Za-z0-9-]+(?:=\S+)?)*)", arg)
@@ -303,20 +263,15 @@ class _CovConn:
             self.send("503 5.5.1 need MAIL and RCPT first")
             return None
         self.send("354 end data with <CR><LF>.<CR><LF>")
-        lines = []
-        while True:
-            line = self.readline(limit=1 << 20)
-            if line is None:
-                return "close"
-            if line == ".":
-                break
-            lines.append(line[1:] if line.startswith(".") else line)
-        self.store(lines)
+        lines = self.data_lines()
+        if lines is None:
+            return scripted.CLOSE
+        self.deliver(lines)
         self.reset()
         self.send("250 2.0.0 queued")
         return None
 
-    def store(self, lines: list[str]) -> None:
+    def deliver(self, lines: list[str]) -> None:
         proto = "UTF8SMTP" if self.utf8 else "ESMTP"
         if self.tls:
             proto += "S"
@@ -332,11 +287,7 @@ class _CovConn:
             lines = lines[:blank] + received + lines[blank:]
         else:
             lines = received + lines
-        maildir = self.server.maildir
-        name = f"{time.time_ns()}.{threading.get_ident()}.cov"
-        (maildir / "tmp" / name).write_text("".join(x + "\n" for x in [f"Return-Path: <{self.mail}>", *lines]),
-                                            encoding="utf-8")
-        os.rename(maildir / "tmp" / name, maildir / "new" / name)
+        self.store("".join(x + "\n" for x in [f"Return-Path: <{self.mail}>", *lines]).encode("utf-8"))
 
     def cmd_VRFY(self, arg: str) -> None:
         words = arg.split()
@@ -382,14 +333,14 @@ class _CovConn:
         self.send("535 5.7.8 authentication credentials invalid")
         self.failures += 1
         limit = 3 if "drop-after-3-failures" in self.f else 1 if "drop-after-1-failure" in self.f else 0
-        return "close" if limit and self.failures >= limit else None
+        return scripted.CLOSE if limit and self.failures >= limit else None
 
     def response(self, challenge: str) -> bytes | None:
         self.send("334 " + base64.b64encode(challenge.encode()).decode())
-        line = self.readline(limit=AUTH_LINE_LIMIT)
+        line = self.read_limited(AUTH_LINE_LIMIT)
         if line is None:
             return None
-        if line == _TOO_LONG:
+        if line == scripted.TOO_LONG:
             self.send("500 authentication line too long" if "long-line-no-enhanced" in self.f else
                       "500 5.5.6 Authentication Exchange line is too long")
             return None
@@ -427,106 +378,45 @@ class _CovConn:
         return self.verify(authcid, password)
 
 
-class _Cov(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
+class _CovServer(scripted.ScriptedServer):
     def __init__(self, policy: set[str], faults: set[str], context: ssl.SSLContext, maildir: Path) -> None:
-        unknown = (policy - set(POLICIES)) | (faults - set(FAULTS))
-        if unknown:
-            raise ValueError(f"unknown policies/faults {unknown}")
-        self.policy, self.faults, self.context, self.maildir = policy, faults, context, maildir
-        for sub in ("tmp", "new", "cur"):
-            (maildir / sub).mkdir(parents=True, exist_ok=True)
-        self.connections: list[socket.socket] = []
-        super().__init__(("127.0.0.1", 0), _CovHandler)
-
-
-class _CovHandler(socketserver.BaseRequestHandler):
-    server: _Cov
-
-    def handle(self) -> None:
-        self.server.connections.append(self.request)
-        conn = _CovConn(self.request, self.server)
-        with contextlib.suppress(OSError, ssl.SSLError):
-            conn.run()
-        with contextlib.suppress(OSError):
-            conn.sock.close()
+        if policy - set(POLICIES):
+            raise ValueError(f"unknown policies {policy - set(POLICIES)}")
+        self.policy = frozenset(policy)
+        super().__init__(_Cov, faults, maildir, known=FAULTS, context=context)
 
 
 @pytest.fixture(scope="module")
 def certificate() -> Iterator[tuple[Path, Path]]:
-    if shutil.which("openssl") is None:
-        missing("openssl is needed to make the test certificate")
-    workdir = Path(tempfile.mkdtemp(prefix="smtpc-cov-"))
-    try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                        "-days", "2", "-subj", f"/CN={HOST}", "-keyout", str(workdir / "key.pem"),
-                        "-out", str(workdir / "cert.pem")], check=True, capture_output=True, timeout=30)
-        yield workdir / "cert.pem", workdir / "key.pem"
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(*certificate)
-    return ctx
+    with scripted.certificate(HOST) as cert:
+        yield cert
 
 
 @pytest.fixture
 def cov(certificate: tuple[Path, Path], tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
     """cov(*policies_and_faults) -> ("127.0.0.1:PORT", maildir) of a _Cov server running in this process."""
-    servers: list[_Cov] = []
-    context = _server_context(certificate)
+    context = scripted.server_context(*certificate)
+    with scripted.Servers() as servers:
+        def start(*names: str) -> tuple[str, Path]:
+            maildir = tmp_path / f"cov-{len(servers)}"
+            policy, faults = {n for n in names if n in POLICIES}, {n for n in names if n not in POLICIES}
+            return servers.start(_CovServer(policy, faults, context, maildir)).address, maildir
 
-    def start(*names: str) -> tuple[str, Path]:
-        maildir = tmp_path / f"cov-{len(servers)}"
-        server = _Cov({n for n in names if n in POLICIES}, {n for n in names if n not in POLICIES}, context, maildir)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"127.0.0.1:{server.server_address[1]}", maildir
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-        for sock in server.connections:
-            with contextlib.suppress(OSError):
-                sock.close()
+        yield start
 
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------
 def _catalog() -> dict[str, str]:
-    catalog = Loader(load_requirement_ids()).load_paths([REPO / f for f in sorted(set(NEW.values()))])
-    assert not catalog.problems, "\n".join(str(p) for p in catalog.problems)
-    return {s.id: s.file for s in catalog.scenarios}
-
-
-def _targets_file(directory: Path, targets: dict[str, dict[str, str]]) -> str:
-    path = directory / f"targets-{len(list(directory.glob('targets-*.yaml')))}.yaml"
-    path.write_text(yaml.safe_dump({"targets": [{"label": label, **spec} for label, spec in targets.items()]}))
-    return str(path)
+    return catalog(sorted(set(NEW.values())))
 
 
 def _run(targets: dict[str, dict[str, str]], wanted: dict[tuple[str, str], str], tmp: Path,
          timeout: str = "5") -> SuiteRun:
-    nodes = sorted({f"{NEW[sid]}::{sid}[{label}]" for sid, label in wanted})
-    run = run_suite("--smtp-targets", _targets_file(tmp, targets), "--smtp-concurrency", "32", "--smtp-timeout",
-                    timeout, paths=nodes, timeout=400, tmp=tmp)
+    run = run_selected(targets, wanted, NEW, tmp, "--smtp-timeout", timeout, concurrency=32, timeout=400)
     assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
     return run
-
-
-def _mismatches(run: SuiteRun, wanted: dict[tuple[str, str], str]) -> list[str]:
-    assert run.document is not None
-    got = {(r["id"], r["target"]): (r["outcome"], r.get("message", "")) for r in run.document["results"]}
-    return [f"{label:26} {sid:44} expected {outcome:11} got {got.get((sid, label), ('missing', ''))}"
-            for (sid, label), outcome in sorted(wanted.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-            if got.get((sid, label), ("missing",))[0] != outcome]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -627,7 +517,7 @@ def test_broken_servers_fail_and_correct_servers_pass(cov: Callable[..., tuple[s
         wanted[("rfc6531-3.7.4.1-rcpt-reply-ascii", label)] = outcome
     started = time.monotonic()
     run = _run(targets, wanted, tmp_path)
-    wrong = _mismatches(run, wanted)
+    wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
     assert time.monotonic() - started < 150
     # the branch the report shows for the forwarding fault
@@ -771,7 +661,7 @@ def test_real_servers_with_policies(certificate: tuple[Path, Path], monkeypatch:
             ("rfc6531-3.7.4.1-rcpt-reply-ascii", "postfix-relocated"): "fail",
         }
         run = _run(targets, wanted, tmp_path, timeout="10")
-    wrong = _mismatches(run, wanted)
+    wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
     assert "421" in run.result("rfc3207-4.1-insufficient-security-554", "postfix-req-ccert")["message"]
     moved = run.result("rfc6531-3.7.4.1-rcpt-reply-ascii", "postfix-relocated")
@@ -917,7 +807,7 @@ def test_real_auth_servers_with_credentials_and_mailboxes(monkeypatch: pytest.Mo
         expected = {**REAL, "postfix-dovecot-sasl": POSTFIX_SASL}
         wanted = {(sid, name): outcome for name, expect in expected.items() for sid, outcome in expect.items()}
         run = _run(targets, wanted, tmp_path, timeout="10")
-    wrong = _mismatches(run, wanted)
+    wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
 
 
@@ -940,7 +830,7 @@ AUTH_AREA = [S + "rfc4954", S + "security/auth-before-tls.yaml", S + "security/a
 def test_postfix_with_dovecot_sasl_whole_auth_area(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with _postfix_with_dovecot_sasl(monkeypatch) as (address, maildir):
         targets = {"postfix-dovecot-sasl": {"address": address, "mailbox": f"maildir:{maildir}", "auth": CREDENTIALS}}
-        run = run_suite("--smtp-targets", _targets_file(tmp_path, targets), "--smtp-timeout", "10",
+        run = run_suite("--smtp-targets", targets_file(tmp_path, targets), "--smtp-timeout", "10",
                         paths=[str(REPO / p) for p in AUTH_AREA], timeout=400, tmp=tmp_path)
     got = run.outcomes("postfix-dovecot-sasl")
     assert len(got) >= 30

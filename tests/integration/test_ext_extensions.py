@@ -21,20 +21,16 @@ Three kinds of proof, each in as few suite runs as possible:
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
-import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conformance.loader import Loader, load_requirement_ids
-from tests.support import REPO, SuiteRun, real_server, run_suite
+from tests.servers import scripted
+from tests.support import SuiteRun, catalog, mismatches, real_server, run_selected
 
 S = "scenarios/"
 FILES = [
@@ -197,48 +193,28 @@ XTEXT = re.compile(r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})*")
 DOMAIN = "example.test"
 
 
-class _Closed(Exception):
-    pass
-
-
-class _ExtHandler(socketserver.BaseRequestHandler):
-    server: _Ext
-
-    def setup(self) -> None:
-        self.f = self.server.faults
-        self.buf = b""
-        self.reset()
+class _Ext(scripted.Session):
+    greeting = "220 ext.example.test ESMTP"
+    tag = "ext"
+    size = 100_000  # the fixed message size limit
 
     def reset(self) -> None:
-        self.mail: str | None = None
-        self.rcpts: list[str] = []
+        super().reset()
         self.utf8 = False
         self.binary = False
         self.declared: int | None = None
         self.chunks: list[bytes] | None = None  # BDAT content so far
 
     # ----- input -----
-    def fill(self) -> None:
-        data = self.request.recv(65536)
-        if not data:
-            raise _Closed
-        self.buf += data
-
-    def line(self) -> bytes:
+    def next_line(self) -> str:
         limit = 512 if "short-lines" in self.f else 4096
         while (i := self.buf.find(b"\r\n")) < 0:
             if len(self.buf) > limit:
                 self.buf = b""
-                return b"\x00too long"
+                return scripted.TOO_LONG
             self.fill()
         out, self.buf = self.buf[:i], self.buf[i + 2:]
-        return b"\x00too long" if len(out) + 2 > limit else out
-
-    def octets(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self.fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        return scripted.TOO_LONG if len(out) + 2 > limit else out.decode("utf-8", "replace")
 
     def data(self) -> bytes | None:
         """Mail data up to the end of data (None: cut at the declared SIZE, fault size-ends-data)."""
@@ -252,9 +228,9 @@ class _ExtHandler(socketserver.BaseRequestHandler):
                 self.buf = bytes(acc[2 + self.declared:])
                 return None
             start = len(acc)
-            data = self.request.recv(65536)
+            data = self.sock.recv(65536)
             if not data:
-                raise _Closed
+                raise scripted.Closed
             acc += data
         eol = 2 if acc[m.start():m.start() + 2] == b"\r\n" else 1  # the line end before the "." belongs to the data
         content, self.buf = bytes(acc[2:m.start() + eol]), bytes(acc[m.end():])
@@ -262,42 +238,16 @@ class _ExtHandler(socketserver.BaseRequestHandler):
         return b"\r\n".join(x[1:] if x.startswith(b".") else x for x in lines)
 
     # ----- output -----
-    def send(self, *lines: str) -> None:
-        self.request.sendall("".join(x + "\r\n" for x in lines).encode("utf-8"))
-
-    def reply(self, code: int, enh: str, text: str) -> None:
-        self.send(f"{code} {enh} {text}")
-
     def store(self, content: bytes) -> None:
         if "strip-8bit" in self.f:
             content = bytes(b & 0x7F for b in content)
-        maildir = self.server.maildir
-        if maildir is None:
-            return
-        name = f"{time.time_ns()}.{threading.get_ident()}.ext"
-        (maildir / "tmp" / name).write_bytes(b"Received: from client by ext.example.test\r\n" + content)
-        os.rename(maildir / "tmp" / name, maildir / "new" / name)
+        if self.server.maildir is not None:
+            super().store(b"Received: from client by ext.example.test\r\n" + content)
 
     # ----- commands -----
-    def handle(self) -> None:
-        self.send("220 ext.example.test ESMTP")
-        with contextlib.suppress(_Closed, OSError):
-            while True:
-                raw = self.line()
-                if raw == b"\x00too long":
-                    self.reply(500, "5.5.2", "line too long")
-                    continue
-                text = raw.decode("utf-8", "replace")
-                verb, _, arg = text.partition(" ")
-                handler = getattr(self, f"cmd_{verb.upper()}", None) if verb.isalpha() else None
-                if handler is None:
-                    self.reply(500, "5.5.2", "command unrecognized")
-                elif handler(arg) == "quit":
-                    return
-
     def cmd_EHLO(self, arg: str) -> None:
         self.reset()
-        size = f"SIZE {self.server.size}"
+        size = f"SIZE {self.size}"
         if "size-word" in self.f or "size-no-limit" in self.f:
             size = "SIZE 100k" if "size-word" in self.f else "SIZE"
         words = ["PIPELINING", size, "8BITMIME", "SMTPUTF8 on" if "smtputf8-param" in self.f else "SMTPUTF8",
@@ -310,17 +260,6 @@ class _ExtHandler(socketserver.BaseRequestHandler):
     def cmd_HELO(self, arg: str) -> None:
         self.reset()
         self.send("250 ext.example.test")
-
-    def cmd_NOOP(self, arg: str) -> None:
-        self.reply(250, "2.0.0", "ok")
-
-    def cmd_RSET(self, arg: str) -> None:
-        self.reset()
-        self.reply(250, "2.0.0", "ok")
-
-    def cmd_QUIT(self, arg: str) -> str:
-        self.reply(221, "2.0.0", "bye")
-        return "quit"
 
     def cmd_HELP(self, arg: str) -> None:
         self.send("214-2.0.0 ext.example.test: a test server", "214 2.0.0 end of HELP")
@@ -367,7 +306,7 @@ class _ExtHandler(socketserver.BaseRequestHandler):
                     continue
                 if value is None or not re.fullmatch(r"[0-9]{1,20}", value):
                     return self.reply(501, "5.5.4", "syntax: SIZE=<octets>")
-                if int(value) > self.server.size:
+                if int(value) > self.size:
                     return self.reply(552, "5.3.4", "message size exceeds fixed maximum message size")
                 declared = int(value)
             elif key == "BODY":
@@ -450,7 +389,7 @@ class _ExtHandler(socketserver.BaseRequestHandler):
         self.reset()
         if content is None:  # size-ends-data: the declared size was taken for the end of the content
             return self.reply(250, "2.0.0", "queued (declared size reached)")
-        if len(content) > self.server.size:
+        if len(content) > self.size:
             return self.reply(552, "5.3.4", "message size exceeds fixed maximum message size")
         if "binary-cte-refused" in self.f and re.search(rb"(?im)^content-transfer-encoding:\s*binary", content):
             return self.reply(554, "5.6.1", "binary content needs BODY=BINARYMIME")
@@ -474,7 +413,7 @@ class _ExtHandler(socketserver.BaseRequestHandler):
         if problem:
             return self.reply(*problem)
         if b"\x00" in chunk and "bdat-nul-crash" in self.f:
-            raise _Closed
+            raise scripted.Closed
         if size == 0 and last and "bdat-no-zero" in self.f:
             return self.reply(501, "5.5.4", "empty chunk")
         self.chunks = [*(self.chunks or []), chunk]
@@ -491,70 +430,22 @@ class _ExtHandler(socketserver.BaseRequestHandler):
         self.reply(250, "2.0.0", "queued")
 
 
-class _Ext(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # the suite opens dozens of connections at once
-
-    def __init__(self, faults: tuple[str, ...], maildir: Path | None, size: int = 100_000) -> None:
-        self.faults, self.maildir, self.size = frozenset(faults), maildir, size
-        if maildir is not None:
-            for sub in ("tmp", "new", "cur"):
-                (maildir / sub).mkdir(parents=True, exist_ok=True)
-        super().__init__(("127.0.0.1", 0), _ExtHandler)
-
-
 @pytest.fixture
 def ext(tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
     """ext(*faults) -> ("127.0.0.1:PORT", maildir) of an _Ext server running in this process."""
-    servers: list[_Ext] = []
-
-    def start(*faults: str) -> tuple[str, Path]:
-        maildir = tmp_path / f"maildir-{len(servers)}"
-        server = _Ext(faults, maildir)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"127.0.0.1:{server.server_address[1]}", maildir
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with scripted.Servers() as servers:
+        yield lambda *faults: servers.with_maildir(_Ext, faults, tmp_path / f"maildir-{len(servers)}")
 
 
 # ----- helpers ------------------------------------------------------------------------------------------
-def _catalog() -> dict[str, str]:
-    """scenario id -> file for this area; the files must load cleanly."""
-    catalog = Loader(load_requirement_ids()).load_paths([REPO / f for f in FILES])
-    assert not catalog.problems, "\n".join(str(p) for p in catalog.problems)
-    return {s.id: s.file for s in catalog.scenarios}
-
-
-def _targets_file(directory: Path, targets: dict[str, dict[str, str]]) -> str:
-    """A targets file (each target with its own mailbox); the name is returned for --smtp-targets."""
-    path = directory / f"targets-{len(list(directory.glob('targets-*.yaml')))}.yaml"
-    path.write_text(yaml.safe_dump({"targets": [{"label": label, **spec} for label, spec in targets.items()]}))
-    return str(path)
-
-
-def _run(targets_file: str, wanted: dict[tuple[str, str], str], ids: dict[str, str], tmp: Path,
+def _run(targets: dict[str, dict[str, str]], wanted: dict[tuple[str, str], str], ids: dict[str, str], tmp: Path,
          *args: str) -> SuiteRun:
-    nodes = sorted({f"{ids[sid]}::{sid}[{label}]" for sid, label in wanted})
-    return run_suite("--smtp-targets", targets_file, "--smtp-concurrency", "48", *args, paths=nodes,
-                     timeout=300, tmp=tmp)
-
-
-def _mismatches(run: SuiteRun, wanted: dict[tuple[str, str], str]) -> list[str]:
-    assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
-    got = {(r["id"], r["target"]): (r["outcome"], r.get("message", "")) for r in run.document["results"]}
-    return [f"{label:24} {sid:54} expected {outcome:11} got {got.get((sid, label), ('missing', ''))}"
-            for (sid, label), outcome in sorted(wanted.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-            if got.get((sid, label), ("missing",))[0] != outcome]
+    return run_selected(targets, wanted, ids, tmp, *args, concurrency=48, timeout=300)
 
 
 # ----- tests --------------------------------------------------------------------------------------------
 def test_catalog_loads_and_every_expectation_names_a_scenario() -> None:
-    ids = _catalog()
+    ids = catalog(FILES)
     assert len(ids) >= 45
     named = set(EXT_CORRECT_NOT_PASS)
     for _, expect in [*FAULTY.values(), *EXT.values()]:
@@ -568,7 +459,7 @@ def test_catalog_loads_and_every_expectation_names_a_scenario() -> None:
 
 def test_broken_servers_fail_and_correct_servers_pass(faulty: Callable[..., str],
                                                       ext: Callable[..., tuple[str, Path]], tmp_path: Path) -> None:
-    ids = _catalog()
+    ids = catalog(FILES)
     address, maildir = ext()
     targets: dict[str, dict[str, str]] = {"ext-ok": {"address": address, "mailbox": f"maildir:{maildir}"}}
     wanted = {(sid, "ext-ok"): EXT_CORRECT_NOT_PASS.get(sid, "pass") for sid in ids}
@@ -580,8 +471,8 @@ def test_broken_servers_fail_and_correct_servers_pass(faulty: Callable[..., str]
         targets[label] = {"address": address, "mailbox": f"maildir:{maildir}"}
         wanted.update({(sid, label): outcome for sid, outcome in expect.items()})
     started = time.monotonic()
-    run = _run(_targets_file(tmp_path, targets), wanted, ids, tmp_path, *TIMEOUT)
-    wrong = _mismatches(run, wanted)
+    run = _run(targets, wanted, ids, tmp_path, *TIMEOUT)
+    wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
     assert time.monotonic() - started < 120
 
@@ -589,7 +480,7 @@ def test_broken_servers_fail_and_correct_servers_pass(faulty: Callable[..., str]
 def test_postfix_forbid_bare_newline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Postfix 3.7 by default ends DATA at <LF>.<LF> (and the other bare-LF fakes) and runs the smuggled
     transaction; with smtpd_forbid_bare_newline = yes it does neither."""
-    ids = _catalog()
+    ids = catalog(FILES)
     smuggling = {sid for sid in ids if sid.startswith("security-smuggling-")}
     with contextlib.ExitStack() as stack:
         default = stack.enter_context(real_server("postfix"))
@@ -606,8 +497,8 @@ def test_postfix_forbid_bare_newline(monkeypatch: pytest.MonkeyPatch, tmp_path: 
             bare_lf = any(sid.startswith(f"security-smuggling-{n}-") for n in LF_SEQUENCES)
             wanted[(sid, "postfix-default")] = "fail" if bare_lf else "pass"
             wanted[(sid, "postfix-forbid")] = "pass"
-        run = _run(_targets_file(tmp_path, targets), wanted, ids, tmp_path, "--smtp-timeout", "10")
-    wrong = _mismatches(run, wanted)
+        run = _run(targets, wanted, ids, tmp_path, "--smtp-timeout", "10")
+    wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
     # the default configuration's finding, as the report shows it
     lf = run.result("security-smuggling-lf-dot-lf-exploitable", "postfix-default")
@@ -636,7 +527,7 @@ REAL: dict[str, dict[str, str]] = {
 
 
 def test_real_servers_with_mailboxes(tmp_path: Path) -> None:
-    ids = _catalog()
+    ids = catalog(FILES)
     with contextlib.ExitStack() as stack:
         targets: dict[str, dict[str, str]] = {}
         for name in REAL:
@@ -644,8 +535,8 @@ def test_real_servers_with_mailboxes(tmp_path: Path) -> None:
             mailbox = f"maildev:{server.api}/api" if name == "maildev" else f"maildir:{server.maildir}"
             targets[name] = {"address": server.address, "mailbox": mailbox}
         wanted = {(sid, name): outcome for name, expect in REAL.items() for sid, outcome in expect.items()}
-        run = _run(_targets_file(tmp_path, targets), wanted, ids, tmp_path, "--smtp-timeout", "10")
-    wrong = _mismatches(run, wanted)
+        run = _run(targets, wanted, ids, tmp_path, "--smtp-timeout", "10")
+    wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
 
 

@@ -21,19 +21,15 @@ import hashlib
 import hmac
 import os
 import re
-import shutil
-import socket
-import socketserver
 import ssl
-import subprocess
-import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import SCENARIOS, SuiteRun, missing, real_server, run_suite
+from tests.servers import scripted
+from tests.support import SCENARIOS, SuiteRun, real_server, run_suite
 
 CREDENTIALS = ("--smtp-auth", "user@example.test:password")
 USER, PASSWORD = "user@example.test", "password"
@@ -141,66 +137,36 @@ def _b64decode(text: str, lenient: bool) -> bytes | None:
         return None
 
 
-class _Conn:
-    def __init__(self, sock: socket.socket, server: _MiniServer) -> None:
-        self.sock: socket.socket = sock
-        self.server = server
-        self.faults = server.faults
-        self.buf = b""
-        self.tls = False
+class _Mini(scripted.Session):
+    server: _MiniServer
+    greeting = f"220 {HOST} ESMTP mini"
+    unrecognized = "500 5.5.2 unknown command"
+    line_limit = 512
+    line_cap = 65536
+    too_long = "500 5.5.6 line too long"
+    strip_arg = True
+    close_abruptly = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self.ehlo = False
-        self.mail = False
-        self.rcpts = 0
         self.authed = False
         self.in_auth = False
 
     # --- I/O ---
     def send(self, *lines: str) -> None:
-        if self.in_auth and "no-enhanced-auth" in self.faults:
+        if self.in_auth and "no-enhanced-auth" in self.f:
             lines = tuple(ENHANCED.sub(r"\1", line) for line in lines)
-        self.sock.sendall(b"".join(line.encode() + b"\r\n" for line in lines))
-
-    def readline(self, limit: int = 512) -> str | None:
-        while b"\r\n" not in self.buf:
-            if len(self.buf) > 65536:
-                return None
-            try:
-                data = self.sock.recv(65536)
-            except (OSError, ssl.SSLError):
-                return None
-            if not data:
-                return None
-            self.buf += data
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        if len(line) + 2 > limit:
-            return "\0too-long"
-        return line.decode("utf-8", "replace")
+        super().send(*lines)
 
     # --- session ---
     def run(self) -> None:
         if self.server.implicit:
-            self.sock = self.server.context.wrap_socket(self.sock, server_side=True)
-            self.tls = True
-        self.send(f"220 {HOST} ESMTP mini")
-        while True:
-            line = self.readline()
-            if line is None:
-                return
-            if line == "\0too-long":
-                self.send("500 5.5.6 line too long")
-                continue
-            verb, _, arg = line.partition(" ")
-            handler = getattr(self, f"cmd_{verb.upper()}", None)
-            if handler is None:
-                self.send("500 5.5.2 unknown command")
-            elif handler(arg.strip()) == "close":
-                return
-
-    def reset(self) -> None:
-        self.mail, self.rcpts = False, 0
+            self.start_tls()
+        super().run()
 
     def auth_offered(self) -> bool:
-        return self.server.auth and (self.tls or bool({"auth-plaintext", "advertise-plaintext"} & self.faults))
+        return self.server.auth and (self.tls or bool({"auth-plaintext", "advertise-plaintext"} & self.f))
 
     def cmd_EHLO(self, arg: str) -> None:
         if not arg:
@@ -208,65 +174,61 @@ class _Conn:
         self.ehlo = True
         self.reset()
         lines = [HOST, "PIPELINING", "ENHANCEDSTATUSCODES"]
-        if self.server.starttls and (not self.tls or "starttls-after-tls" in self.faults):
+        if self.server.starttls and (not self.tls or "starttls-after-tls" in self.f):
             lines.append("STARTTLS")
         if self.auth_offered():
             lines.append("AUTH " + " ".join(m for m in ("PLAIN", "LOGIN", "CRAM-MD5")
-                                            if not (m == "PLAIN" and "no-plain" in self.faults)))
+                                            if not (m == "PLAIN" and "no-plain" in self.f)))
         lines.append("HELP")
         self.send(*[f"250-{x}" for x in lines[:-1]], f"250 {lines[-1]}")
 
     def cmd_STARTTLS(self, arg: str) -> str | None:
-        if not self.server.starttls or (self.tls and "starttls-inside-tls" not in self.faults):
+        if not self.server.starttls or (self.tls and "starttls-inside-tls" not in self.f):
             self.send("503 5.5.1 TLS already active" if self.tls else "502 5.5.1 not implemented")
             return None
-        if arg and "starttls-arg-ok" not in self.faults:
+        if arg and "starttls-arg-ok" not in self.f:
             self.send("501 5.5.4 no parameters allowed")
             return None
         if not self.ehlo:
             self.send("503 5.5.1 EHLO first")
             return None
         self.send("220 2.0.0 ready to start TLS")
-        if "handshake-fails" in self.faults or self.tls:
-            return "close"
-        if "inject" not in self.faults:
+        if "handshake-fails" in self.f or self.tls:
+            return scripted.CLOSE
+        if "inject" not in self.f:
             self.buf = b""
-        try:
-            self.sock = self.server.context.wrap_socket(self.sock, server_side=True)
-        except (OSError, ssl.SSLError):
-            return "close"
-        self.tls = True
-        if "keep-transaction" not in self.faults:
+        self.start_tls()
+        if "keep-transaction" not in self.f:
             self.reset()
-            if "keep-ehlo" not in self.faults:
+            if "keep-ehlo" not in self.f:
                 self.ehlo = False
         return None
 
     def cmd_MAIL(self, arg: str) -> None:
-        if "require-tls" in self.faults and not self.tls:
+        if "require-tls" in self.f and not self.tls:
             return self.send("530 5.7.0 Must issue a STARTTLS command first")
         if not self.ehlo:
             return self.send("503 5.5.1 EHLO first")
-        if self.mail:
+        if self.mail is not None:
             return self.send("503 5.5.1 nested MAIL")
         if not arg.upper().startswith("FROM:<") or ">" not in arg:
             return self.send("501 5.5.4 syntax: MAIL FROM:<path>")
         params = arg.split(">", 1)[1].split()
         for param in params:
-            if param.upper().startswith("AUTH=") and "no-auth-param" not in self.faults:
+            if param.upper().startswith("AUTH=") and "no-auth-param" not in self.f:
                 continue
             return self.send("555 5.5.4 unknown parameter")
-        self.mail = True
+        self.mail = arg
         self.send("250 2.1.0 ok")
 
     def cmd_RCPT(self, arg: str) -> None:
-        if not self.mail:
+        if self.mail is None:
             return self.send("503 5.5.1 need MAIL")
         if not arg.upper().startswith("TO:<") or ">" not in arg:
             return self.send("501 5.5.4 syntax: RCPT TO:<path>")
         address = arg[4:arg.index(">")].rsplit(":", 1)[-1]
-        if address.lower().endswith("@example.test") or "open-relay" in self.faults:
-            self.rcpts += 1
+        if address.lower().endswith("@example.test") or "open-relay" in self.f:
+            self.rcpts.append(address)
             return self.send("250 2.1.5 ok")
         self.send("550 5.7.1 relaying denied")
 
@@ -275,26 +237,15 @@ class _Conn:
             self.send("503 5.5.1 need RCPT")
             return None
         self.send("354 go ahead")
-        while True:
-            line = self.readline(limit=1 << 20)
-            if line is None:
-                return "close"
-            if line == ".":
-                break
+        if self.data_lines() is None:
+            return scripted.CLOSE
         self.reset()
         self.send("250 2.0.0 accepted")
         return None
 
-    def cmd_RSET(self, arg: str) -> None:
-        self.reset()
-        self.send("250 2.0.0 ok")
-
-    def cmd_NOOP(self, arg: str) -> None:
-        self.send("250 2.0.0 ok")
-
     def cmd_QUIT(self, arg: str) -> str | None:
         self.send("221 2.0.0 bye")
-        return None if "no-quit-close" in self.faults else "close"
+        return None if "no-quit-close" in self.f else scripted.CLOSE
 
     # --- AUTH ---
     def cmd_AUTH(self, arg: str) -> str | None:
@@ -308,31 +259,31 @@ class _Conn:
         if not self.server.auth:
             self.send("502 5.5.1 not implemented")
             return None
-        if not self.tls and "auth-plaintext" not in self.faults:
+        if not self.tls and "auth-plaintext" not in self.f:
             self.send("538 5.7.11 Encryption required for requested authentication mechanism")
             return None
-        if self.authed and "auth-twice" not in self.faults:
+        if self.authed and "auth-twice" not in self.f:
             self.send("503 5.5.1 already authenticated")
             return None
-        if self.mail and "auth-in-transaction" not in self.faults:
+        if self.mail is not None and "auth-in-transaction" not in self.f:
             self.send("503 5.5.1 AUTH not permitted in a mail transaction")
             return None
         words = arg.split()
         if not words:
             self.send("501 5.5.4 syntax: AUTH mechanism")
             return None
-        mech = words[0] if "case-sensitive" in self.faults else words[0].upper()
+        mech = words[0] if "case-sensitive" in self.f else words[0].upper()
         initial = words[1] if len(words) > 1 else None
         ok: bool | None
-        if mech == "PLAIN" and "no-plain" not in self.faults:
+        if mech == "PLAIN" and "no-plain" not in self.f:
             ok = self._plain(initial)
         elif mech == "LOGIN":
             ok = self._login(initial)
         elif mech == "CRAM-MD5":
             ok = self._cram(initial)
-        elif "unknown-334" in self.faults:
+        elif "unknown-334" in self.f:
             self.send("334 ")
-            self.readline()
+            self.read_limited(self.line_limit)
             ok = False
         else:
             self.send("504 5.5.4 unrecognized authentication type")
@@ -344,34 +295,34 @@ class _Conn:
             self.send("235 2.7.0 authentication successful")
             return None
         self.send("535 5.7.8 authentication credentials invalid")
-        return "close" if "drop-after-failure" in self.faults else None
+        return scripted.CLOSE if "drop-after-failure" in self.f else None
 
     def _response(self, challenge: str) -> bytes | None:
         """Send a 334 challenge (BASE64 of challenge, or plain text with chatty-challenge); decode the answer."""
-        chatty = "chatty-challenge" in self.faults
+        chatty = "chatty-challenge" in self.f
         text = (challenge or "Go ahead") if chatty else base64.b64encode(challenge.encode()).decode()
         self.send(f"334 {text}")
-        line = self.readline(limit=512 if "short-auth-line" in self.faults else 12288)
+        line = self.read_limited(512 if "short-auth-line" in self.f else 12288)
         if line is None:
             return None
-        if line == "\0too-long":
+        if line == scripted.TOO_LONG:
             self.send("500 5.5.6 authentication line too long")
             return None
-        if line == "*" and "no-cancel" not in self.faults:
+        if line == "*" and "no-cancel" not in self.f:
             self.send("501 5.7.0 authentication cancelled")
             return None
         return self._decode(line)
 
     def _decode(self, text: str) -> bytes | None:
-        decoded = _b64decode(text, "lenient-base64" in self.faults)
-        if decoded is None and "no-cancel" in self.faults and text == "*":
+        decoded = _b64decode(text, "lenient-base64" in self.f)
+        if decoded is None and "no-cancel" in self.f and text == "*":
             return b""
         if decoded is None:
             self.send("501 5.5.2 cannot decode BASE64")
         return decoded
 
     def _verify(self, user: bytes, password: bytes) -> bool:
-        if "any-password" in self.faults:
+        if "any-password" in self.f:
             return bool(user)
         return user == USER.encode() and password == PASSWORD.encode()
 
@@ -392,7 +343,7 @@ class _Conn:
         return self._verify(user, password)
 
     def _cram(self, initial: str | None) -> bool | None:
-        if initial is not None and "cram-initial-ok" not in self.faults:
+        if initial is not None and "cram-initial-ok" not in self.f:
             self.send("501 5.7.0 CRAM-MD5 takes no initial response")
             return None
         challenge = f"<{int.from_bytes(os.urandom(4), 'big')}.1@{HOST}>"
@@ -400,72 +351,33 @@ class _Conn:
         if data is None:
             return None
         user, _, digest = data.decode("utf-8", "replace").rpartition(" ")
-        if "any-password" in self.faults:
+        if "any-password" in self.f:
             return bool(user)
         expected = hmac.new(PASSWORD.encode(), challenge.encode(), hashlib.md5).hexdigest()
         return user == USER and hmac.compare_digest(digest, expected)
 
 
-class _MiniServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, faults: set[str], context: ssl.SSLContext, starttls: bool, auth: bool,
+class _MiniServer(scripted.ScriptedServer):
+    def __init__(self, faults: tuple[str, ...], context: ssl.SSLContext, starttls: bool, auth: bool,
                  implicit: bool) -> None:
-        unknown = faults - set(FAULTS)
-        if unknown:
-            raise ValueError(f"unknown faults {unknown}")
-        self.faults, self.context, self.starttls, self.auth, self.implicit = faults, context, starttls, auth, implicit
-        self.connections: list[socket.socket] = []
-        super().__init__(("127.0.0.1", 0), _MiniHandler)
-
-
-class _MiniHandler(socketserver.BaseRequestHandler):
-    server: _MiniServer
-
-    def handle(self) -> None:
-        self.server.connections.append(self.request)
-        conn = _Conn(self.request, self.server)
-        with contextlib.suppress(OSError, ssl.SSLError):
-            conn.run()
-        with contextlib.suppress(OSError):
-            conn.sock.close()
+        self.starttls, self.auth, self.implicit = starttls, auth, implicit
+        super().__init__(_Mini, faults, known=FAULTS, context=context)
 
 
 @pytest.fixture(scope="module")
 def tls_context() -> Iterator[ssl.SSLContext]:
-    if shutil.which("openssl") is None:
-        missing("openssl is needed to make the test certificate")
-    workdir = Path(tempfile.mkdtemp(prefix="smtpc-tlsauth-"))
-    try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                        "-days", "2", "-subj", f"/CN={HOST}", "-keyout", str(workdir / "key.pem"),
-                        "-out", str(workdir / "cert.pem")], check=True, capture_output=True, timeout=30)
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(workdir / "cert.pem", workdir / "key.pem")
-        yield ctx
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with scripted.certificate(HOST) as (cert, key):
+        yield scripted.server_context(cert, key)
 
 
 @pytest.fixture
 def mini(tls_context: ssl.SSLContext) -> Iterator[Callable[..., str]]:
     """mini("fault", ..., starttls=True, auth=True, implicit=False) -> "127.0.0.1:PORT"."""
-    servers: list[_MiniServer] = []
+    with scripted.Servers() as servers:
+        def start(*faults: str, starttls: bool = True, auth: bool = True, implicit: bool = False) -> str:
+            return servers.start(_MiniServer(faults, tls_context, starttls and not implicit, auth, implicit)).address
 
-    def start(*faults: str, starttls: bool = True, auth: bool = True, implicit: bool = False) -> str:
-        server = _MiniServer(set(faults), tls_context, starttls and not implicit, auth, implicit)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-        for sock in server.connections:
-            with contextlib.suppress(OSError):
-                sock.close()
+        yield start
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -935,7 +935,7 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock = self.request
         self.server.add_conn(sock)
-        session = _Session(self.server, sock, self.client_address)
+        session = self.server.session_class(self.server, sock, self.client_address)
         try:
             session.run()
         finally:
@@ -950,8 +950,9 @@ class FaultyServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], config: ServerConfig) -> None:
+    def __init__(self, address: tuple[str, int], config: ServerConfig, session: type[_Session] = _Session) -> None:
         self.config = config
+        self.session_class = session  # a test may script a few replies on top of the correct session
         self.stopping = threading.Event()
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -1005,6 +1006,7 @@ def start_in_thread(
     idle_timeout: float = 300.0,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    session: type[_Session] = _Session,
 ):
     """Start a server in a daemon thread; return ``(host, port, stop)``.
 
@@ -1020,7 +1022,7 @@ def start_in_thread(
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
-    server = FaultyServer((host, port), config)
+    server = FaultyServer((host, port), config, session)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="faulty-smtp", daemon=True
     )
