@@ -209,6 +209,7 @@ class ImageTarget(Target):
     preset: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _stopped: bool = field(default=False, repr=False, compare=False)
+    _starting: bool = field(default=False, repr=False, compare=False)
     _client: Any = field(default=None, repr=False, compare=False)
     _container_id: str | None = field(default=None, repr=False, compare=False)
     _info: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
@@ -296,6 +297,16 @@ class ImageTarget(Target):
         with self._lock:
             if self._stopped:
                 raise TargetError(f"{self.label}: stopped before it started")
+            self._starting = True
+        try:
+            return self._start()
+        finally:
+            with self._lock:
+                self._starting = False
+            if self._stopped:
+                self._close_client()  # stop() left the client open for the start still in progress
+
+    def _start(self) -> Endpoint:
         atexit.register(self._at_exit)  # last resort; stop() unregisters it
         began = time.monotonic()
         container = self._create()
@@ -463,7 +474,11 @@ class ImageTarget(Target):
                 if self._container_id == cid:
                     self._container_id = None
         atexit.unregister(self._at_exit)
-        self._close_client()
+        with self._lock:
+            starting = self._starting
+        if not starting:
+            # a start still in progress removes its own container when it sees _stopped: it needs the client
+            self._close_client()
 
     def _at_exit(self) -> None:
         with contextlib.suppress(Exception):
