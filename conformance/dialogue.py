@@ -114,6 +114,8 @@ def matches(alt: Alternative, obs: Observation, values: dict[str, str] | None = 
         return False
     if alt.wellformed and obs.findings:
         return False
+    if alt.wire and not re.search(alt.wire, obs.raw.decode("latin-1")):
+        return False
     # {variables} in the pattern stand for their literal values ({rcpt}, {sender} …); {4} stays a quantifier
     return not (alt.text and not re.search(regex_with_values(alt.text, values or {}), obs.text))
 

@@ -445,10 +445,17 @@ class Loader:
             if not isinstance(item, dict):
                 alternatives.append(Alternative(codes=(str(item),)))
                 continue
-            if ("close" in item or item.get("silence")) and any(k in item for k in ("code", "enhanced", "text")):
+            if ("close" in item or item.get("silence")) and any(
+                    k in item for k in ("code", "enhanced", "text", "wire", "wellformed")):
                 ctx.problem(item_path,
                             "an alternative is either a reply (code/enhanced/text) or close/silence, not both")
                 return None
+            if "wire" in item:
+                try:
+                    re.compile(item["wire"])
+                except re.error as exc:
+                    ctx.problem(item_path + ("wire",), f"bad regular expression /{item['wire']}/: {exc}")
+                    return None
             if "text" in item:
                 try:
                     re.compile(regex_with_values(item["text"], {}))
@@ -467,6 +474,7 @@ class Loader:
                 note=item.get("note"),
                 stop=bool(item.get("stop", False)),
                 wellformed=bool(item.get("wellformed", False)),
+                wire=item.get("wire"),
             ))
         return Expectation(tuple(alternatives), source, timeout, command)
 

@@ -104,6 +104,7 @@ class Alternative:
     note: str | None = None
     stop: bool = False  # end the dialogue here (e.g. the server refused service)
     wellformed: bool = False  # the reply must also be free of §4.2 syntax findings
+    wire: str | None = None  # regex searched in the reply exactly as received (CR and LF included)
 
     def describe(self) -> str:
         if self.close:
@@ -120,6 +121,8 @@ class Alternative:
                 desc += f" with text matching /{self.text}/"
             if self.wellformed:
                 desc += ", well-formed (§4.2)"
+            if self.wire:
+                desc += f" with bytes matching /{self.wire}/"
         if self.outcome is not Outcome.PASS:
             desc += f" [{self.outcome.value}]"
         return desc
