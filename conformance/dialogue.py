@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 import time
@@ -14,6 +15,7 @@ from .connection import ConnectError, Connection, Event, Observation
 from .escapes import escape_bytes
 from .mailbox import Mailbox, MailboxError
 from .model import (
+    Action,
     Alternative,
     DeliveryCheck,
     Disconnect,
@@ -25,6 +27,7 @@ from .model import (
     Read,
     RequireKeywords,
     Scenario,
+    SecondSession,
     Sleep,
     Source,
     TLSHandshake,
@@ -186,28 +189,52 @@ class Dialogue:
         ep = self.endpoint
         tls = self._tls_context() if ep.implicit_tls else None
         await self.conn.open(ep.host, ep.port, self.settings.timeout, tls, ep.server_hostname)
+        with contextlib.suppress(_Stop):
+            await self._play(self.scenario.actions)
+
+    async def _play(self, actions: tuple[Action, ...], base: int = 0) -> None:
+        for index, action in enumerate(actions):
+            self.step_index = base + index
+            if isinstance(action, Write):
+                await self._write(action)
+            elif isinstance(action, Read):
+                await self._expect(action.expect)
+            elif isinstance(action, TLSHandshake):
+                await self._tls(action)
+            elif isinstance(action, Sleep):
+                await asyncio.sleep(action.seconds)
+            elif isinstance(action, RequireKeywords):
+                self._require(action)
+            elif isinstance(action, DeliveryCheck):
+                await self._delivered(action)
+            elif isinstance(action, EnhancedCodes):
+                self.enhanced_from = action
+            elif isinstance(action, Disconnect):
+                self.transcript.event("client closed the connection")
+                await self.conn.close()
+            elif isinstance(action, SecondSession):
+                await self._second_session(action)
+
+    async def _second_session(self, action: SecondSession) -> None:
+        """A second connection while the first stays open; its replies are judged like the first's."""
+        first, keywords = self.conn, self.keywords
+        self.conn = Connection(self.transcript)
+        self.transcript.event("second connection (the first stays open)")
+        ep = self.endpoint
         try:
-            for index, action in enumerate(self.scenario.actions):
-                self.step_index = index
-                if isinstance(action, Write):
-                    await self._write(action)
-                elif isinstance(action, Read):
-                    await self._expect(action.expect)
-                elif isinstance(action, TLSHandshake):
-                    await self._tls(action)
-                elif isinstance(action, Sleep):
-                    await asyncio.sleep(action.seconds)
-                elif isinstance(action, RequireKeywords):
-                    self._require(action)
-                elif isinstance(action, DeliveryCheck):
-                    await self._delivered(action)
-                elif isinstance(action, EnhancedCodes):
-                    self.enhanced_from = action
-                elif isinstance(action, Disconnect):
-                    self.transcript.event("client closed the connection")
-                    await self.conn.close()
-        except _Stop:
-            pass
+            tls = self._tls_context() if ep.implicit_tls else None
+            try:
+                await self.conn.open(ep.host, ep.port, self.settings.timeout, tls, ep.server_hostname)
+            except ConnectError as exc:
+                # the server is reachable (the first connection proves it) but refused a second one
+                self._grade(self.level.miss_outcome, f"a second connection failed: {exc}", action.source,
+                            None, None, expected=["a second, concurrent session"])
+                raise _Stop from None
+            await self._play(action.actions, self.step_index)
+        finally:
+            await self.conn.close()
+            self.transcript.event("second connection closed; back on the first")
+            self.conn, self.keywords = first, keywords
 
     # ----- actions -----------------------------------------------------------------------------
     async def _write(self, action: Write) -> None:

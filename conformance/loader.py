@@ -26,6 +26,7 @@ from .model import (
     Read,
     RequireKeywords,
     Scenario,
+    SecondSession,
     Sleep,
     Source,
     Template,
@@ -40,7 +41,7 @@ FRAGMENTS_FILE = "_fragments.yaml"
 SHIPPED_FRAGMENTS = Path(__file__).resolve().parent.parent / "scenarios" / FRAGMENTS_FILE
 MAX_FILE_OCTETS = 4 * 1024 * 1024
 ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
-           "delivered", "enhanced_codes", "disconnect")
+           "delivered", "enhanced_codes", "disconnect", "session")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
 MODIFIERS = {
     "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
@@ -58,6 +59,7 @@ MODIFIERS = {
     "delivered": {"note"},
     "enhanced_codes": {"note"},
     "disconnect": {"note"},
+    "session": {"note"},
 }
 
 
@@ -107,6 +109,7 @@ class _Context:
     problems: list[Problem]
     fragments: dict[str, _Fragment]
     using: tuple[str, ...] = ()
+    in_session: bool = False  # compiling the steps of a second session
 
     def problem(self, path: DocPath, message: str) -> None:
         self.problems.append(Problem(self.file, self.doc.line(path), message))
@@ -271,7 +274,7 @@ class Loader:
         needs = set(data.get("needs", ()))
         if variables & CREDENTIAL_VARIABLES:
             needs.add("credentials")
-        if any(isinstance(a, DeliveryCheck) for a in actions):
+        if any(isinstance(a, DeliveryCheck) for a in _flatten(actions)):
             needs.add("mailbox")
         if len(problems) > before:
             return None
@@ -369,6 +372,12 @@ class Loader:
             return [EnhancedCodes(source)]
         if action == "disconnect":
             return [Disconnect(source)]
+        if action == "session":
+            if ctx.in_session:
+                ctx.problem(path + ("session",), "a second session cannot open another one")
+                return []
+            inner = _Context(ctx.file, ctx.doc, ctx.lines, ctx.problems, ctx.fragments, ctx.using, True)
+            return [SecondSession(tuple(self._steps(step["session"], path + ("session",), inner)), source)]
         if action == "delivered":
             return self._delivery(step["delivered"], path + ("delivered",), ctx, source)
         # use
@@ -382,7 +391,7 @@ class Loader:
             ctx.problem(path + ("use",), f"fragment '{name}' uses itself: {' → '.join(ctx.using + (name,))}")
             return []
         inner = _Context(fragment.file, fragment.doc, fragment.lines, ctx.problems, ctx.fragments,
-                         ctx.using + (name,))
+                         ctx.using + (name,), ctx.in_session)
         before = len(ctx.problems)
         actions = self._steps(fragment.steps, fragment.path, inner)
         if len(ctx.problems) > before:
@@ -497,8 +506,16 @@ def schema_problems(validator: jsonschema.Draft202012Validator, doc: Document, f
     return sorted(out, key=lambda p: p.line)
 
 
+def _flatten(actions: list[Action] | tuple[Action, ...]) -> list[Action]:
+    """Every action, those of second sessions included."""
+    out: list[Action] = []
+    for action in actions:
+        out.extend(_flatten(action.actions) if isinstance(action, SecondSession) else [action])
+    return out
+
+
 def _walk_writes(actions: list[Action]) -> list[Write]:
-    return [a for a in actions if isinstance(a, Write)]
+    return [a for a in _flatten(actions) if isinstance(a, Write)]
 
 
 def _read_text(path: Path) -> tuple[str, Problem | None]:

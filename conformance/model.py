@@ -215,7 +215,16 @@ class DeliveryCheck:
     not_matches: tuple[str, ...] = ()  # (a {variable} in them is replaced by its escaped value)
 
 
-Action = Write | Read | TLSHandshake | Sleep | RequireKeywords | DeliveryCheck | EnhancedCodes | Disconnect
+@dataclass(frozen=True)
+class SecondSession:
+    """Steps played on a second connection opened while the first stays open (concurrent sessions)."""
+
+    actions: tuple[Action, ...]
+    source: Source
+
+
+Action = (Write | Read | TLSHandshake | Sleep | RequireKeywords | DeliveryCheck | EnhancedCodes | Disconnect
+          | SecondSession)
 
 
 @dataclass(frozen=True)

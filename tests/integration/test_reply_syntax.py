@@ -50,3 +50,41 @@ def test_reply_syntax_scenarios_catch_each_fault() -> None:
     assert run.outcomes("lf") == {IDS[0]: "fail", IDS[1]: "fail", IDS[2]: "pass"}
     assert "bare LF" in run.result(IDS[0], "lf")["message"]
     assert run.outcomes("bare") == {IDS[0]: "pass", IDS[1]: "pass", IDS[2]: "non-strict"}
+
+
+# ----- concurrent sessions (§4.5.4.2) ------------------------------------------------------------------
+CONCURRENT = [str(REPO / "scenarios" / "rfc5321" / "4.5.4.2-concurrent-sessions.yaml")]
+
+
+class _Serial(ScriptedServer):
+    """Serves one connection at a time, as a naive student server does."""
+
+    def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
+        self.finish_request(request, client_address)
+        self.shutdown_request(request)
+
+
+class _Transactions(_Replies):
+    def cmd_EHLO(self, arg: str) -> None:
+        self.lines("250-scripted.example.test", "250 HELP")
+
+    def cmd_RCPT(self, arg: str) -> None:
+        self.lines("250 ok")
+
+    def cmd_DATA(self, arg: str) -> None:
+        self.lines("354 go ahead")
+        self.data_lines()
+        self.lines("250 queued")
+
+
+def test_concurrent_session_scenarios() -> None:
+    with Servers() as servers:
+        good = servers.start(ScriptedServer(_Transactions)).address
+        serial = servers.start(_Serial(_Transactions)).address
+        run = run_suite("--smtp-target", f"good={good}", "--smtp-target", f"serial={serial}",
+                        "--smtp-timeout", "2", paths=CONCURRENT)
+    assert run.document is not None, run.stdout[-3000:]
+    ids = ["rfc5321-4.5.4.2-second-session-while-first-open", "rfc5321-4.5.4.2-two-transactions-at-once"]
+    assert run.outcomes("good") == dict.fromkeys(ids, "pass")
+    assert run.outcomes("serial") == dict.fromkeys(ids, "non-strict")
+    assert "no complete reply" in run.result(ids[0], "serial")["message"]
