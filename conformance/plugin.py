@@ -71,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smtp-verify-tls", action="store_true", help="check server certificates (off by default)")
     group.addoption("--smtp-scenarios", action="append", default=[], metavar="PATH",
                     help="also collect the YAML files under PATH as scenarios (folders named 'scenarios' always are)")
+    group.addoption("--smtp-transcripts", choices=["all", "non-pass"], default="all",
+                    help="non-pass: drop the transcripts of PASS, UNSUPPORTED and SKIPPED results (large runs, "
+                         "less memory and smaller JSON)")
     group.addoption("--smtp-shard", metavar="I/N", help="run only the I-th of N shards (1-based); merge the JSONs")
     group.addoption("--smtp-baseline", metavar="PATH",
                     help="expected deviations of the --smtp-target servers: baselined results do not fail the run; "
@@ -446,6 +449,9 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         result = state.get_runner().result(self.scenario, self.target_label)
+        if self.config.getoption("smtp_transcripts") == "non-pass" and result["outcome"] in (
+                "pass", "unsupported", "skipped"):
+            result["transcript"] = []  # the runner keeps every result until the end: free the bulk now
         result["nodeid"] = self.nodeid
         result["reproduce"] = f"pytest {shlex.quote(self.nodeid)} {state.repro.get(self.target_label, '')}".strip()
         self.smtp_result = result

@@ -383,3 +383,10 @@ def test_implicit_tls_against_a_plaintext_server_fails(faulty) -> None:
                     paths=CORE)
     result = run.result("engine-quit-close")
     assert result["outcome"] == "fail" and "implicit TLS failed" in result["message"], result["message"]
+
+
+def test_non_pass_transcripts_only() -> None:
+    run = run_suite("--smtp-transcripts", "non-pass", "-k", "quit or must-miss or require-missing", paths=CORE)
+    assert run.result("engine-quit-close")["transcript"] == []  # pass
+    assert run.result("engine-require-missing")["transcript"] == []  # unsupported
+    assert run.result("engine-must-miss")["transcript"]  # fail: kept
