@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 from dataclasses import dataclass
 
@@ -90,7 +91,8 @@ class Connection:
             raise TLSConnectError(f"TLS handshake with {host}:{port} failed: "
                                   f"{getattr(exc, 'reason', None) or exc}") from None
         except OSError as exc:
-            raise ConnectError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise ConnectError(f"cannot connect to {host}:{port}: {reason}") from None
         self.tls = tls is not None
         self.transcript.event(f"connected to {host}:{port}" + (" (implicit TLS)" if tls else ""))
 
