@@ -100,7 +100,9 @@ class MaildirHandler:
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
-        return [*responses[:-1], "250-EXPN", responses[-1]]  # EXPN is implemented, so it is listed (§3.5.2)
+        # EXPN is implemented, so it is listed (§3.5.2); commands are read and answered one by one, in order,
+        # from a buffer, which is all PIPELINING asks of a server (RFC 2920)
+        return [*responses[:-1], "250-PIPELINING", "250-EXPN", responses[-1]]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
