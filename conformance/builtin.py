@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import email.utils
 import mailbox
+import re
 import signal
 import socket
 import uuid
@@ -44,10 +45,50 @@ class _CRLFLines:
         return line[:-2].replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
 
 
+# RFC 3463 codes for aiosmtpd's own replies, which carry none (RFC 2034: once ENHANCEDSTATUSCODES is
+# advertised, every 2xx/4xx/5xx reply but the greeting and those to HELO/EHLO starts with one)
+ENHANCED = {
+    "221": "2.0.0", "235": "2.7.0", "250": "2.0.0", "251": "2.1.5", "252": "2.5.0", "214": "2.0.0",
+    "421": "4.3.0", "450": "4.2.0", "451": "4.3.0", "452": "4.5.3", "454": "4.7.0",
+    "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4", "530": "5.7.0",
+    "535": "5.7.8", "538": "5.7.11", "550": "5.1.1", "551": "5.1.6", "552": "5.3.4", "553": "5.1.3",
+    "554": "5.0.0", "555": "5.5.4",
+}
+_HAS_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
+
+
+def with_enhanced_code(status: str) -> str:
+    code, sep, text = status[:3], status[3:4], status[4:]
+    enhanced = ENHANCED.get(code)
+    if enhanced is None or sep not in (" ", "-", "") or _HAS_ENHANCED.match(text):
+        return status
+    return f"{code}{sep or ' '}{enhanced} {text}".rstrip()
+
+
 class ConformingSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._reader = _CRLFLines(self._reader)  # type: ignore[assignment]
+        self._plain_replies = False  # True while answering HELO/EHLO: no enhanced codes there
+
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        if not self._plain_replies and not status.startswith("220 "):
+            status = with_enhanced_code(status)
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._plain_replies = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._plain_replies = False
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._plain_replies = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._plain_replies = False
 
     @syntax("HELP [command]")
     async def smtp_HELP(self, arg: str) -> None:
@@ -102,7 +143,7 @@ class MaildirHandler:
         session.host_name = hostname
         # EXPN is implemented, so it is listed (§3.5.2); commands are read and answered one by one, in order,
         # from a buffer, which is all PIPELINING asks of a server (RFC 2920)
-        return [*responses[:-1], "250-PIPELINING", "250-EXPN", responses[-1]]
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-EXPN", responses[-1]]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
