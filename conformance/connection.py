@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import ssl
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ class ConnectError(Exception):
     pass
 
 
+class ResetOnConnect(ConnectError):
+    """The server accepted the TCP connection and dropped it at once: reachable, so its own doing."""
+
+
 class TLSConnectError(ConnectError):
     """Reached the server, but the implicit-TLS handshake failed: the server's fault, not the harness's."""
 
@@ -85,12 +90,14 @@ class Connection:
             )
         except TimeoutError:
             raise ConnectError(f"connect to {host}:{port} timed out after {timeout:g} s") from None
-        except (ssl.SSLError, ConnectionResetError) as exc:
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as exc:
             if tls is None:
-                raise ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+                raise ResetOnConnect(f"{host}:{port} accepted the connection and reset it at once") from None
             raise TLSConnectError(f"TLS handshake with {host}:{port} failed: "
                                   f"{getattr(exc, 'reason', None) or exc}") from None
         except OSError as exc:
+            if exc.errno in (errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE):
+                raise ResetOnConnect(f"{host}:{port} accepted the connection and reset it at once") from None
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise ConnectError(f"cannot connect to {host}:{port}: {reason}") from None
         self.tls = tls is not None

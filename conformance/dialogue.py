@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .connection import ConnectError, Connection, Event, Observation
+from .connection import ConnectError, Connection, Event, Observation, ResetOnConnect, TLSConnectError
 from .escapes import escape_bytes
 from .mailbox import Mailbox, MailboxError
 from .model import (
@@ -166,6 +166,8 @@ class Dialogue:
             budget = min(budget, self.settings.deadline)
         try:
             await asyncio.wait_for(self._run(), budget)
+        except (ResetOnConnect, TLSConnectError) as exc:  # reachable, but it dropped us: its own doing
+            self._grade(self.level.miss_outcome, str(exc))
         except ConnectError as exc:
             self.outcome, self.message = Outcome.ERROR, str(exc)
         except TimeoutError:

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .connection import ConnectError, Connection, Event, TLSConnectError, make_tls_context
+from .connection import ConnectError, Connection, Event, ResetOnConnect, TLSConnectError, make_tls_context
 from .dialogue import Dialogue, Endpoint, Settings, describe
 from .escapes import escape_bytes
 from .model import Outcome, Scenario
@@ -184,6 +184,10 @@ class Runner:
             await conn.open(ep.host, ep.port, timeout, tls, ep.server_hostname)
         except TLSConnectError as exc:
             state.broken = f"implicit TLS failed (RFC 8314 §3.3): {exc}; scenarios were not run"
+            return
+        except ResetOnConnect as exc:
+            state.broken = (f"the server sent no usable greeting (RFC 5321 §3.1 and §4.2 require 220, or 554): "
+                            f"{exc}; scenarios were not run")
             return
         except ConnectError as exc:
             state.error = f"{state.target.label}: {exc}"

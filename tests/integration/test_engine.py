@@ -45,7 +45,7 @@ def test_builtin_outcomes_and_documented_json() -> None:
     info = run.result("engine-info-branch")
     assert info["branch"] == "NOOP answered 250"
     miss = run.result("engine-must-miss")
-    assert miss["message"] == "Expected: 554 / Actual: 250 OK"
+    assert miss["message"] == "Expected: 554 / Actual: 250 2.0.0 OK"
     assert miss["step"]["line"] > 0 and "expect: 554" in miss["step"]["yaml"]
     assert miss["decisive_code"] == 250
     assert "pytest 'tests/corpus/engine/scenarios/features.yaml::engine-must-miss[builtin]'" in miss["reproduce"]
