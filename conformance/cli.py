@@ -76,7 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return EXIT_USAGE
     paths = [str(p) for p in (args.scenarios or default_scenario_paths())]
-    pytest_args = ["-p", "no:cacheprovider", "-q", "-o", "console_output_style=classic", *paths]
+    # --assert=plain: scenario items have no asserts to rewrite, and this module already imported the plugin
+    pytest_args = ["-p", "no:cacheprovider", "-q", "--assert=plain", "-o", "console_output_style=classic", *paths]
     for path in paths:
         pytest_args += ["--smtp-scenarios", path]  # collected even when not in a folder named 'scenarios'
     for spec in args.target:
