@@ -24,11 +24,15 @@ class UsageError(Exception):
 
 
 def default_scenario_paths() -> list[Path]:
+    """./scenarios when there is one; else the catalog shipped with the package (a checkout or a wheel)."""
     local = Path("scenarios")
     if local.is_dir():
         return [local]
-    shipped = Path(__file__).resolve().parent.parent / "scenarios"
-    return [shipped] if shipped.is_dir() else [local]
+    here = Path(__file__).resolve().parent
+    for shipped in (here.parent / "scenarios", here / "scenarios"):
+        if shipped.is_dir():
+            return [shipped]
+    return [local]
 
 
 def load_catalog(paths: list[str] | None) -> Catalog:

@@ -38,7 +38,10 @@ from .yamlload import Document, YamlError, load_documents
 from .yamlload import Path as DocPath
 
 FRAGMENTS_FILE = "_fragments.yaml"
-SHIPPED_FRAGMENTS = Path(__file__).resolve().parent.parent / "scenarios" / FRAGMENTS_FILE
+# the repository's catalog (a checkout) or the copy inside the package (a wheel)
+SHIPPED_FRAGMENTS = next((p for p in (Path(__file__).resolve().parent.parent / "scenarios" / FRAGMENTS_FILE,
+                                     Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE) if p.is_file()),
+                         Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE)
 MAX_FILE_OCTETS = 4 * 1024 * 1024
 ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
            "delivered", "enhanced_codes", "disconnect", "session")
