@@ -30,6 +30,7 @@ from .model import (
     SecondSession,
     Sleep,
     Source,
+    StartTLS,
     TLSHandshake,
     Write,
 )
@@ -203,6 +204,8 @@ class Dialogue:
                 await self._expect(action.expect)
             elif isinstance(action, TLSHandshake):
                 await self._tls(action)
+            elif isinstance(action, StartTLS):
+                await self._starttls(action)
             elif isinstance(action, Sleep):
                 await asyncio.sleep(action.seconds)
             elif isinstance(action, RequireKeywords):
@@ -290,6 +293,41 @@ class Dialogue:
                         expect, obs)
             raise _Stop
         self._grade(self.level.miss_outcome, _verdict_text(expect, obs), expect.source, expect, obs)
+        raise _Stop
+
+    async def _starttls(self, action: StartTLS) -> None:
+        offered = any(k.split()[0] == "STARTTLS" for k in self.keywords if k.strip())
+        if not offered:
+            if action.mode == "required":
+                self._grade(Outcome.UNSUPPORTED, "the server did not advertise STARTTLS in this session",
+                            action.source, None, None, expected=["STARTTLS"])
+                raise _Stop
+            self.transcript.event("STARTTLS not offered: the dialogue goes on in plaintext")
+            return
+        timeout = action.timeout or self.settings.timeout
+        await self.conn.send(b"STARTTLS\r\n", self.settings.timeout)
+        reply = await self.conn.next(timeout)
+        if isinstance(reply, Reply):
+            self.codes.append(reply.code)
+            self.last_code = reply.code
+        if isinstance(reply, Reply) and reply.code == 454:  # RFC 3207 §4: TLS not available for now
+            self._grade(Outcome.INFO, "TLS temporarily unavailable (454, RFC 3207 §4): nothing to check",
+                        action.source, None, reply)
+            raise _Stop
+        if not (isinstance(reply, Reply) and reply.code == 220 and not reply.truncated):
+            self._grade(self.level.miss_outcome, f"Expected: 220 to STARTTLS / Actual: {describe(reply)}",
+                        action.source, None, reply, expected=["220"])
+            raise _Stop
+        await self._tls(TLSHandshake(action.source))
+        await self.conn.send(f"EHLO {self.values.get('client', 'client.example.net')}\r\n".encode(),
+                             self.settings.timeout)
+        ehlo = await self.conn.next(timeout)
+        if isinstance(ehlo, Reply) and ehlo.code == 250 and not ehlo.truncated:
+            self.codes.append(ehlo.code)
+            self.keywords = ehlo.keywords()
+            return
+        self._grade(self.level.miss_outcome, f"Expected: 250 to EHLO after TLS / Actual: {describe(ehlo)}",
+                    action.source, None, ehlo, expected=["250"])
         raise _Stop
 
     def _check_enhanced(self, expect: Expectation, obs: Reply) -> None:

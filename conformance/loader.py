@@ -29,6 +29,7 @@ from .model import (
     SecondSession,
     Sleep,
     Source,
+    StartTLS,
     Template,
     TLSHandshake,
     Write,
@@ -44,7 +45,7 @@ SHIPPED_FRAGMENTS = next((p for p in (Path(__file__).resolve().parent.parent / "
                          Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE)
 MAX_FILE_OCTETS = 4 * 1024 * 1024
 ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
-           "delivered", "enhanced_codes", "disconnect", "session")
+           "delivered", "enhanced_codes", "disconnect", "session", "starttls")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
 MODIFIERS = {
     "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
@@ -63,6 +64,7 @@ MODIFIERS = {
     "enhanced_codes": {"note"},
     "disconnect": {"note"},
     "session": {"note"},
+    "starttls": {"timeout", "note"},
 }
 
 
@@ -375,6 +377,8 @@ class Loader:
             return [EnhancedCodes(source)]
         if action == "disconnect":
             return [Disconnect(source)]
+        if action == "starttls":
+            return [StartTLS(step["starttls"], source, timeout)]
         if action == "session":
             if ctx.in_session:
                 ctx.problem(path + ("session",), "a second session cannot open another one")

@@ -176,6 +176,15 @@ class TLSHandshake:
 
 
 @dataclass(frozen=True)
+class StartTLS:
+    """STARTTLS, 220, the handshake, EHLO again — always (`required`) or only where advertised (`if-offered`)."""
+
+    mode: str  # "required" or "if-offered"
+    source: Source
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
 class Sleep:
     seconds: float
     source: Source
@@ -223,8 +232,8 @@ class SecondSession:
     source: Source
 
 
-Action = (Write | Read | TLSHandshake | Sleep | RequireKeywords | DeliveryCheck | EnhancedCodes | Disconnect
-          | SecondSession)
+Action = (Write | Read | TLSHandshake | StartTLS | Sleep | RequireKeywords | DeliveryCheck | EnhancedCodes
+          | Disconnect | SecondSession)
 
 
 @dataclass(frozen=True)

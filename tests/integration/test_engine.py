@@ -72,7 +72,7 @@ def test_strict_makes_non_strict_fail() -> None:
 def test_starttls_upgrade_against_a_tls_server(faulty) -> None:
     address = faulty("starttls")
     run = run_suite("--smtp-target", f"tls={address}", paths=[str(ENGINE / "starttls.yaml")])
-    assert run.outcomes() == {"engine-starttls": "pass"}, run.stdout[-3000:]
+    assert run.outcomes() == {"engine-starttls": "pass", "engine-starttls-step": "pass"}, run.stdout[-3000:]
     events = [e["data"] for e in run.result("engine-starttls")["transcript"] if e["dir"] == "*"]
     assert any(e.startswith("TLS established: TLSv1.") for e in events)
     assert run.document["targets"][0]["tls"] == "starttls"
@@ -80,7 +80,8 @@ def test_starttls_upgrade_against_a_tls_server(faulty) -> None:
 
 def test_starttls_scenario_unsupported_without_starttls(faulty) -> None:
     run = run_suite("--smtp-target", faulty(), paths=[str(ENGINE / "starttls.yaml")])
-    assert run.outcomes() == {"engine-starttls": "unsupported"}
+    assert run.outcomes() == {"engine-starttls": "unsupported", "engine-starttls-step": "unsupported"}
+    assert "did not advertise STARTTLS" in run.result("engine-starttls-step")["message"]
 
 
 def test_one_run_several_targets(faulty) -> None:
@@ -390,3 +391,28 @@ def test_non_pass_transcripts_only() -> None:
     assert run.result("engine-quit-close")["transcript"] == []  # pass
     assert run.result("engine-require-missing")["transcript"] == []  # unsupported
     assert run.result("engine-must-miss")["transcript"]  # fail: kept
+
+
+def test_starttls_if_offered_goes_on_in_plaintext() -> None:
+    """`starttls: if-offered` (the AUTH fragments): a server with AUTH but no STARTTLS is still checked."""
+    import base64
+
+    from tests.servers.scripted import ScriptedServer, Servers, Session
+
+    class PlainAuth(Session):
+        def cmd_EHLO(self, arg: str) -> None:
+            self.send("250-plain.example.test", "250-AUTH PLAIN", "250 HELP")
+
+        def cmd_AUTH(self, arg: str) -> None:
+            mechanism, _, response = arg.partition(" ")
+            ok = mechanism.upper() == "PLAIN" and base64.b64decode(response) == b"\0u@example.test\0pw"
+            self.send("235 2.7.0 ok" if ok else "535 5.7.8 no")
+
+    with Servers() as servers:
+        address = servers.start(ScriptedServer(PlainAuth)).address
+        run = run_suite("--smtp-target", address, "--smtp-auth", "u@example.test:pw", "-k", "plain-initial-response",
+                        paths=[str(REPO / "scenarios" / "rfc4954" / "4-auth-command.yaml")])
+    result = run.result("rfc4954-4-plain-initial-response")
+    assert result["outcome"] == "pass", result["message"]
+    events = [e["data"] for e in result["transcript"] if e["dir"] == "*"]
+    assert "STARTTLS not offered: the dialogue goes on in plaintext" in events
