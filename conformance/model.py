@@ -66,10 +66,11 @@ class Source:
 
 @dataclass(frozen=True)
 class Var:
-    """A `{name}` or `{repeat:TEXT:N}` placeholder."""
+    """A `{name}`, `{repeat:TEXT:N}` or `{base64:TEMPLATE}` placeholder."""
 
     name: str
     args: tuple[str, ...] = ()
+    inner: Template | None = None  # base64: the text (with its own variables) to encode
 
 
 TemplatePart = bytes | Var
@@ -84,7 +85,13 @@ class Template:
 
     @property
     def variables(self) -> set[str]:
-        return {p.name for p in self.parts if isinstance(p, Var)}
+        names: set[str] = set()
+        for part in self.parts:
+            if isinstance(part, Var):
+                names.add(part.name)
+                if part.inner is not None:
+                    names |= part.inner.variables
+        return names
 
 
 CODE_PATTERN = re.compile(r"^[2-5][0-9x][0-9x]$")

@@ -58,6 +58,11 @@ def parse_template(text: str) -> Template:
         elif ch == "}" and text.startswith("}}", i):
             literal.append("}")
             i += 2
+        elif ch == "{" and text.startswith("{base64:", i):
+            end = _matching_brace(text, i)
+            flush()
+            parts.append(Var("base64", inner=parse_template(text[i + len("{base64:") : end])))
+            i = end + 1
         elif ch == "{":
             end = text.find("}", i)
             if end < 0:
@@ -74,6 +79,21 @@ def parse_template(text: str) -> Template:
     return Template(parts=tuple(parts), source_text=text)
 
 
+def _matching_brace(text: str, start: int) -> int:
+    """Index of the `}` closing the placeholder opened at start; placeholders nest inside it (so a literal
+    brace cannot appear inside {base64:…})."""
+    depth, i = 0, start
+    while i < len(text):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise TemplateError("unclosed '{base64:' (it ends with a matching '}')")
+
+
 def _parse_placeholder(body: str) -> Var:
     if body.startswith("repeat:"):
         text, sep, count = body[len("repeat:") :].rpartition(":")
@@ -88,7 +108,7 @@ def _parse_placeholder(body: str) -> Var:
         return Var("repeat", (text, count))
     if body not in VARIABLES:
         known = ", ".join(sorted(VARIABLES))
-        raise TemplateError(f"unknown variable '{{{body}}}' (known: {known}, repeat:TEXT:N)")
+        raise TemplateError(f"unknown variable '{{{body}}}' (known: {known}, repeat:TEXT:N, base64:TEXT)")
     return Var(body)
 
 
@@ -107,6 +127,8 @@ def render(template: Template, values: Mapping[str, str]) -> bytes:
             out += part
         elif part.name == "repeat":
             out += decode_escapes(part.args[0]) * int(part.args[1])
+        elif part.name == "base64" and part.inner is not None:
+            out += base64.b64encode(render(part.inner, values))
         else:
             out += values[part.name].encode("utf-8")
     return bytes(out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from conformance.connection import Event
@@ -123,3 +125,13 @@ def test_text_patterns_take_variables_literally() -> None:
     assert matches(Alternative(codes=("250",), text="<{rcpt}>"), reply(b"250 <a.b+c@example.test> ok\r\n"), values)
     assert not matches(Alternative(codes=("250",), text="<{rcpt}>"), reply(b"250 <aXb+c@example.test>\r\n"), values)
     assert matches(Alternative(codes=("250",), text=r"\d{3}"), reply(b"250 123\r\n"), values)
+
+
+def test_base64_of_a_composed_text() -> None:
+    values = credential_values("u@x", "p{w}")
+    template = parse_template("AUTH PLAIN {base64:\\xe2\\x80\\x8b\\0{user}\\0{password}}")
+    assert {"user", "password"} <= template.variables
+    assert render(template, values) == b"AUTH PLAIN " + base64.b64encode("\u200b\0u@x\0p{w}".encode())
+    for bad in ("{base64:abc", "{base64:{nope}}"):
+        with pytest.raises(TemplateError):
+            parse_template(bad)
