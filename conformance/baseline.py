@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .loader import Problem
+from .problems import Problem
 from .yamlload import YamlError, load_documents
 
 NON_PASS = ("fail", "non-strict", "info", "unsupported", "error", "skipped")

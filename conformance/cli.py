@@ -13,26 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .loader import Catalog, Loader, load_requirement_ids
-from .model import Scenario
+from .loader import Catalog, Loader, default_scenario_paths, load_requirement_ids
+from .model import Scenario, sorted_scenarios
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(Exception):
     pass
-
-
-def default_scenario_paths() -> list[Path]:
-    """./scenarios when there is one; else the catalog shipped with the package (a checkout or a wheel)."""
-    local = Path("scenarios")
-    if local.is_dir():
-        return [local]
-    here = Path(__file__).resolve().parent
-    for shipped in (here.parent / "scenarios", here / "scenarios"):
-        if shipped.is_dir():
-            return [shipped]
-    return [local]
 
 
 def load_catalog(paths: list[str] | None) -> Catalog:
@@ -132,14 +120,6 @@ def scenario_summary(s: Scenario) -> dict[str, Any]:
     return {"id": s.id, "title": s.title, "rfc": s.rfc, "section": s.section, "level": s.level.value,
             "tags": list(s.tags), "requires": list(s.requires), "requirements": list(s.requirements),
             "file": s.file, "line": s.line}
-
-
-def _section_key(section: str) -> tuple[Any, ...]:
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in section.split("."))
-
-
-def sorted_scenarios(scenarios: list[Scenario]) -> list[Scenario]:
-    return sorted(scenarios, key=lambda s: (int(s.rfc) if s.rfc.isdigit() else 0, _section_key(s.section), s.id))
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .connection import ConnectError, Connection, Event, Observation, ResetOnConnect, TLSConnectError
 from .escapes import escape_bytes
@@ -38,15 +39,8 @@ from .reply import Reply
 from .templates import cram_md5_response, regex_with_values, render
 from .transcript import Transcript
 
-
-@dataclass
-class Endpoint:
-    """Where and how to connect: what a Target hands the engine."""
-
-    host: str
-    port: int
-    implicit_tls: bool = False
-    server_hostname: str | None = None
+if TYPE_CHECKING:  # a type only: the engine never imports the targets layer
+    from .targets.base import Endpoint
 
 
 @dataclass

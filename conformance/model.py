@@ -261,3 +261,20 @@ class Scenario:
     description: str = ""
     timeout: float | None = None
     variables: frozenset[str] = field(default_factory=frozenset)
+
+
+def rfc_order(rfc: str) -> tuple[int, int, str]:
+    """The one order of RFCs everywhere: RFC 5321 first, then the other RFCs numerically, then the rest
+    (security, …) by name."""
+    if rfc == "5321":
+        return (0, 0, "")
+    return (1, int(rfc), "") if rfc.isdigit() else (2, 0, rfc)
+
+
+def section_order(section: str) -> tuple[tuple[int, int, str], ...]:
+    """Sections in numeric order: 4.1.1.10 after 4.1.1.9; words after numbers."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in section.split("."))
+
+
+def sorted_scenarios(scenarios: list[Scenario]) -> list[Scenario]:
+    return sorted(scenarios, key=lambda s: (rfc_order(s.rfc), section_order(s.section), s.id))

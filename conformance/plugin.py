@@ -21,9 +21,10 @@ import pytest
 
 from .baseline import Baseline, baseline_yaml, compare, load_baseline
 from .dialogue import Settings
-from .loader import Loader, Problem, is_scenario_file, load_requirement_ids
+from .loader import Loader, is_scenario_file, load_requirement_ids
 from .mailbox import parse_mailbox
 from .model import Outcome, Scenario
+from .problems import Problem
 from .results import build_document, fails_run, write_json
 from .runner import Runner
 from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target

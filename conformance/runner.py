@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .connection import ConnectError, Connection, Event, ResetOnConnect, TLSConnectError, make_tls_context
-from .dialogue import Dialogue, Endpoint, Settings, describe
+from .dialogue import Dialogue, Settings, describe
 from .escapes import escape_bytes
 from .model import Outcome, Scenario
 from .reply import Reply
 from .results import result_entry
-from .targets.base import Target, TargetError
+from .targets.base import Endpoint, Target, TargetError
 from .transcript import Transcript
 
 
@@ -97,6 +97,11 @@ class Runner:
             if task is not None and task.done() and not task.cancelled():
                 out.append(task.result().identity())
         return out
+
+    def widen_start_pool(self, workers: int) -> None:
+        """Let up to `workers` targets start at once (each start runs in a thread of the loop's executor)."""
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtpc-start")
+        self.loop.call_soon_threadsafe(self.loop.set_default_executor, pool)
 
     def close(self) -> None:
         if self._closed:

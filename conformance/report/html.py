@@ -26,7 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace as _NS
 from typing import Any
 
-import jinja2
+from .common import environment as _environment
 
 __all__ = ["OUTCOMES", "render_html", "write_html", "sanitize_token", "result_anchor"]
 
@@ -38,23 +38,7 @@ _MARKERS = {"timeout": "T/O", "reset": "RST"}
 _NO_CODE = "\u2014"  # em dash
 _TOOLTIP_MAX = 400
 
-_TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 _TOKEN_RE = re.compile(r"[^A-Za-z0-9_-]")
-_env: jinja2.Environment | None = None
-
-
-def _environment() -> jinja2.Environment:
-    global _env
-    if _env is None:
-        _env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(_TEMPLATE_DIR)),
-            autoescape=True,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-        )
-    return _env
 
 
 # --------------------------------------------------------------------------- helpers

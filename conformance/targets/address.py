@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..dialogue import Endpoint
-from .base import Target
+from .base import Endpoint, Target
 
 
 @dataclass

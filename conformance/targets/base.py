@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 
-from ..dialogue import Endpoint
 from ..mailbox import Mailbox, parse_mailbox
 from ..templates import credential_values
+
+
+@dataclass
+class Endpoint:
+    """Where and how to connect: what a Target hands the engine."""
+
+    host: str
+    port: int
+    implicit_tls: bool = False
+    server_hostname: str | None = None
+
+
+def sanitize_label(label: str) -> str:
+    """Labels appear in pytest node ids: keep them free of '::' and brackets."""
+    clean = re.sub(r"[^A-Za-z0-9_.:@+-]+", "-", label).replace("::", ":").strip("-")
+    return clean or "target"
 
 
 class TargetError(Exception):

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..dialogue import Endpoint
 from ..escapes import escape_bytes
 from ..mailbox import MAX_MESSAGES, MAX_OCTETS, Mailbox, MailboxError, parse_mailbox
-from .base import Target, TargetError, TargetParams
+from .base import Endpoint, Target, TargetError, TargetParams, sanitize_label
 
 LABEL = "org.smtp-conformance"
 LABEL_SESSION = "org.smtp-conformance.session"
@@ -263,7 +262,6 @@ class ImageTarget(Target):
     @classmethod
     def _build(cls, spec: str, label: str | None, params: TargetParams, *, image: str | None, preset: str | None,
                port: object, api_port: object, env: dict[str, str], command: str | list[str] | None) -> ImageTarget:
-        from .spec import sanitize_label
 
         defaults = Preset(image="", port=25)
         if preset is not None:

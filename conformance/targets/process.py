@@ -21,9 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..dialogue import Endpoint
 from ..escapes import escape_bytes
-from .base import Target, TargetError
+from .base import Endpoint, Target, TargetError
 
 LOG_TAIL = 64 * 1024
 

@@ -10,23 +10,17 @@ from typing import Any
 
 import jsonschema
 
-from ..loader import Problem, schema_problems
 from ..mailbox import parse_mailbox
+from ..problems import Problem, schema_problems
 from ..yamlload import YamlError, load_documents
 from .address import AddressTarget
-from .base import Target, TargetError, TargetParams
+from .base import Target, TargetError, TargetParams, sanitize_label
 from .process import BuiltinTarget, CommandTarget
 
 _LABEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 _HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$")
 PARAM_KEYS = ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "mailbox", "tls", "verify_tls",
               "concurrency", "startup_timeout", "time_limit")
-
-
-def sanitize_label(label: str) -> str:
-    """Labels appear in pytest node ids: keep them free of '::' and brackets."""
-    clean = re.sub(r"[^A-Za-z0-9_.:@+-]+", "-", label).replace("::", ":").strip("-")
-    return clean or "target"
 
 
 def parse_target(text: str, params: TargetParams | None = None) -> Target:

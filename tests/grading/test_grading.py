@@ -467,9 +467,8 @@ def test_without_uid_isolation_leftovers_are_found_by_the_run_token(tmp_path: Pa
 
 
 def test_examples_are_valid_and_are_the_ones_documented(tmp_path: Path) -> None:
-    from conformance.cli import default_scenario_paths
     from conformance.grading import load_rubric, load_students, make_plan
-    from conformance.loader import Loader, load_requirement_ids
+    from conformance.loader import Loader, default_scenario_paths, load_requirement_ids
 
     examples = REPO / "examples" / "grading"
     rubric, problems = load_rubric(examples / "rubric.yaml")

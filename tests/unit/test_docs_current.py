@@ -6,8 +6,7 @@ import filecmp
 from pathlib import Path
 
 from conformance.catalog import load_requirements, write_catalog, write_deviations
-from conformance.cli import default_scenario_paths
-from conformance.loader import Loader, load_requirement_ids
+from conformance.loader import Loader, default_scenario_paths, load_requirement_ids
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from conformance.dialogue import Dialogue, Endpoint, Settings
+from conformance.dialogue import Dialogue, Settings
 from conformance.loader import Loader
 from conformance.model import Write
+from conformance.targets.base import Endpoint
 from conformance.templates import cram_md5_response, credential_values
 
 
