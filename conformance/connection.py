@@ -10,6 +10,7 @@ import ssl
 from dataclasses import dataclass
 
 from .escapes import escape_bytes
+from .model import Cause
 from .reply import Reply, ReplyParser
 from .transcript import Transcript
 
@@ -42,6 +43,15 @@ class Event:
 
 
 Observation = Reply | Event
+
+
+def observed_cause(obs: Observation) -> Cause:
+    """What kind of answer a step got, when it is not the one the step allows."""
+    if isinstance(obs, Event):
+        return {"closed": Cause.CLOSED, "reset": Cause.RESET}.get(obs.kind, Cause.TIMEOUT)
+    if obs.code is None or obs.truncated:
+        return Cause.MALFORMED
+    return Cause.REPLY_MISMATCH
 
 
 class ConnectError(Exception):

@@ -12,12 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .connection import ConnectError, Connection, Event, Observation, ResetOnConnect, TLSConnectError
+from .connection import (
+    ConnectError,
+    Connection,
+    Event,
+    Observation,
+    ResetOnConnect,
+    TLSConnectError,
+    observed_cause,
+)
 from .escapes import escape_bytes
 from .mailbox import Mailbox, MailboxError
 from .model import (
     Action,
     Alternative,
+    Cause,
     DeliveryCheck,
     Disconnect,
     EnhancedCodes,
@@ -77,6 +86,7 @@ class DialogueResult:
     connection: str = "open"
     findings: list[str] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
+    cause: str | None = None
 
 
 class _Stop(Exception):
@@ -143,6 +153,7 @@ class Dialogue:
         self.conn = Connection(self.transcript)
         self.outcome = Outcome.PASS
         self.message = ""
+        self.cause: str | None = None
         self.branch: list[str] = []
         self.decisive: Decisive | None = None
         self.decisive_code: int | None = None
@@ -162,11 +173,13 @@ class Dialogue:
         try:
             await asyncio.wait_for(self._run(), budget)
         except (ResetOnConnect, TLSConnectError) as exc:  # reachable, but it dropped us: its own doing
-            self._grade(self.level.miss_outcome, str(exc))
+            self._grade(self.level.miss_outcome, str(exc),
+                        cause=Cause.TLS if isinstance(exc, TLSConnectError) else Cause.RESET)
         except ConnectError as exc:
-            self.outcome, self.message = Outcome.ERROR, str(exc)
+            self.outcome, self.message, self.cause = Outcome.ERROR, str(exc), Cause.REFUSED
         except TimeoutError:
-            self._grade(self.level.miss_outcome, f"scenario did not finish within {budget:g} s (server too slow)")
+            self._grade(self.level.miss_outcome, f"scenario did not finish within {budget:g} s (server too slow)",
+                        cause=Cause.SCENARIO_TIMEOUT)
         finally:
             await self.conn.close()
         if self.outcome is Outcome.PASS and self.level is Level.INFO:
@@ -179,7 +192,7 @@ class Dialogue:
             outcome=self.outcome, message=self.message, duration_s=round(time.monotonic() - started, 4),
             transcript=self.transcript, branch=self.branch, decisive=self.decisive, codes=self.codes,
             decisive_code=self.decisive_code if self.decisive else self.last_code, connection=connection,
-            findings=self.findings, keywords=self.keywords,
+            findings=self.findings, keywords=self.keywords, cause=self.cause,
         )
 
     async def _run(self) -> None:
@@ -227,7 +240,7 @@ class Dialogue:
             except ConnectError as exc:
                 # the server is reachable (the first connection proves it) but refused a second one
                 self._grade(self.level.miss_outcome, f"a second connection failed: {exc}", action.source,
-                            None, None, expected=["a second, concurrent session"])
+                            None, None, expected=["a second, concurrent session"], cause=Cause.REFUSED)
                 raise _Stop from None
             await self._play(action.actions, self.step_index)
         finally:
@@ -284,7 +297,7 @@ class Dialogue:
             # §3.8: a server may close with 421 at any time; that is not a violation of this requirement.
             self._grade(Outcome.INFO, "the server ended the session with 421 before the requirement could be "
                         f"checked (RFC 5321 §3.8 allows 421 at any time): {obs.summary()}", expect.source,
-                        expect, obs)
+                        expect, obs, cause=Cause.TRANSIENT)
             raise _Stop
         self._grade(self.level.miss_outcome, _verdict_text(expect, obs), expect.source, expect, obs)
         raise _Stop
@@ -294,7 +307,7 @@ class Dialogue:
         if not offered:
             if action.mode == "required":
                 self._grade(Outcome.UNSUPPORTED, "the server did not advertise STARTTLS in this session",
-                            action.source, None, None, expected=["STARTTLS"])
+                            action.source, None, None, expected=["STARTTLS"], cause=Cause.UNSUPPORTED_EXTENSION)
                 raise _Stop
             self.transcript.event("STARTTLS not offered: the dialogue goes on in plaintext")
             return
@@ -306,7 +319,7 @@ class Dialogue:
             self.last_code = reply.code
         if isinstance(reply, Reply) and reply.code == 454:  # RFC 3207 §4: TLS not available for now
             self._grade(Outcome.INFO, "TLS temporarily unavailable (454, RFC 3207 §4): nothing to check",
-                        action.source, None, reply)
+                        action.source, None, reply, cause=Cause.TRANSIENT)
             raise _Stop
         if not (isinstance(reply, Reply) and reply.code == 220 and not reply.truncated):
             self._grade(self.level.miss_outcome, f"Expected: 220 to STARTTLS / Actual: {describe(reply)}",
@@ -335,7 +348,7 @@ class Dialogue:
                 self._grade(self.level.miss_outcome,
                             f"Expected: an enhanced status code {obs.code // 100}.x.x on every line (RFC 2034) / "
                             f"Actual: {problem} in '{escape_bytes(line[:120])}'", expect.source, expect, obs,
-                            expected=[f"{obs.code // 100}.x.x on every reply line"])
+                            expected=[f"{obs.code // 100}.x.x on every reply line"], cause=Cause.REPLY_MISMATCH)
                 raise _Stop
 
     async def _tls(self, action: TLSHandshake) -> None:
@@ -346,7 +359,8 @@ class Dialogue:
         error = await self.conn.start_tls(self._tls_context(), self.endpoint.server_hostname, self.settings.timeout)
         self.keywords = []  # §4.2 of RFC 3207: everything learnt before TLS is forgotten
         if error:
-            self._grade(self.level.miss_outcome, error, action.source, None, None, expected=["TLS handshake"])
+            self._grade(self.level.miss_outcome, error, action.source, None, None, expected=["TLS handshake"],
+                        cause=Cause.TLS)
             raise _Stop
 
     def _require(self, action: RequireKeywords) -> None:
@@ -359,14 +373,15 @@ class Dialogue:
         missing = [k for k in action.keywords if not has(k)]
         if missing:
             self._grade(Outcome.UNSUPPORTED, f"the server did not advertise {', '.join(missing)} in this session",
-                        action.source, None, None, expected=list(action.keywords))
+                        action.source, None, None, expected=list(action.keywords),
+                        cause=Cause.UNSUPPORTED_EXTENSION)
             raise _Stop
 
     async def _delivered(self, check: DeliveryCheck) -> None:
         """Poll the target's mailbox for messages carrying this dialogue's token, then judge them."""
         if self.mailbox is None:
             self._grade(Outcome.UNSUPPORTED, "the target declares no mailbox to read delivered mail from",
-                        check.source, None, None, expected=["a mailbox"])
+                        check.source, None, None, expected=["a mailbox"], cause=Cause.MISSING_PARAMETER)
             raise _Stop
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (check.timeout or self.settings.delivery_timeout)
@@ -378,7 +393,7 @@ class Dialogue:
                 found = await asyncio.to_thread(self.mailbox.messages_with, token)
             except MailboxError as exc:
                 self._grade(Outcome.ERROR, f"cannot read the mailbox: {exc}", check.source, None, None,
-                            expected=[self.mailbox.spec])
+                            expected=[self.mailbox.spec], cause=Cause.HARNESS)
                 raise _Stop from None
             if len(found) >= max(check.count, 1):
                 if settled or check.count == 0:
@@ -406,7 +421,7 @@ class Dialogue:
             found, matches, not_matches)
         if problem:
             self._grade(self.level.miss_outcome, f"Expected: {'; '.join(expected)} / Actual: {problem}",
-                        check.source, None, None, expected=expected, actual=problem)
+                        check.source, None, None, expected=expected, actual=problem, cause=Cause.NOT_DELIVERED)
             raise _Stop
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -419,12 +434,14 @@ class Dialogue:
     # ----- verdicts ----------------------------------------------------------------------------
     def _grade(self, outcome: Outcome, message: str, source: Source | None = None,
                expect: Expectation | None = None, obs: Observation | None = None,
-               expected: list[str] | None = None, actual: str | None = None) -> None:
-        """Keep the worst outcome; the first step that produced it is the decisive one."""
+               expected: list[str] | None = None, actual: str | None = None, cause: str | None = None) -> None:
+        """Keep the worst outcome; the first step that produced it is the decisive one. Without a `cause`, the
+        observation names it (timeout, closed, reset, malformed, reply-mismatch)."""
         if outcome.rank <= self.outcome.rank:
             return
         self.outcome = outcome
         self.message = message
+        self.cause = cause or (observed_cause(obs) if obs is not None else None)
         if source is not None:
             self.decisive = Decisive(
                 index=self.step_index, source=source,

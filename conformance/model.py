@@ -32,6 +32,31 @@ _RANK = {
     Outcome.ERROR: 5,
 }
 
+class Cause(StrEnum):
+    """Why a verdict is what it is, in words a program can branch on (the `cause` of a results entry).
+
+    Set where the engine decides (connection, dialogue, runner); readers branch on it, never on the
+    message text, which is for people and may be reworded."""
+
+    REFUSED = "refused"  # could not connect (or a second connection was refused)
+    TIMEOUT = "timeout"  # no complete reply within the reply timeout
+    SCENARIO_TIMEOUT = "scenario-timeout"  # the whole dialogue did not finish within its budget
+    TIME_LIMIT = "time-limit"  # not run: the target's time limit was used up
+    CLOSED = "closed"  # the server closed the connection
+    RESET = "reset"  # the server reset the connection
+    MALFORMED = "malformed"  # something that is not a valid (or complete) SMTP reply
+    REPLY_MISMATCH = "reply-mismatch"  # a well-formed reply that is not what the step allows
+    NOT_DELIVERED = "not-delivered"  # the mailbox does not hold what the delivered step expects
+    SETUP_REFUSED = "setup-refused"  # the server refused a setup step before the checked one
+    TRANSIENT = "transient"  # 421 / 454: the server is unavailable for now; nothing to judge
+    UNSUPPORTED_EXTENSION = "unsupported-extension"  # a needed EHLO keyword is not advertised
+    MISSING_PARAMETER = "missing-parameter"  # the target lacks a parameter the scenario needs
+    TLS = "tls"  # a TLS handshake failed
+    NO_GREETING = "no-greeting"  # no usable greeting: no scenario could run
+    NOT_STARTED = "not-started"  # the target could not be started
+    HARNESS = "harness"  # the suite itself could not do its part (mailbox unreadable, a target kind's bug)
+
+
 # Outcomes an author may give an alternative; the others are the harness's to decide.
 AUTHOR_OUTCOMES = ("pass", "fail", "non-strict", "info", "unsupported")
 

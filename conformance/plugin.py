@@ -21,9 +21,10 @@ import pytest
 
 from .baseline import Baseline, baseline_yaml, compare, load_baseline
 from .dialogue import Settings
+from .failure import Failure
 from .loader import Loader, is_scenario_file, load_requirement_ids
 from .mailbox import parse_mailbox
-from .model import Outcome, Scenario
+from .model import Cause, Outcome, Scenario
 from .problems import Problem
 from .results import build_document, fails_run, write_json
 from .runner import Runner
@@ -485,25 +486,26 @@ def format_failure(r: dict[str, Any]) -> str:
         f"  RFC: \"{r['quote']}\"",
         f"  {r['message']}",
     ]
-    step = r.get("step")
-    if step:
+    failure = Failure.of(r)
+    if failure.cause in (Cause.SETUP_REFUSED, Cause.TRANSIENT):  # not a violation: say why it is not
+        lines.append(f"  ({failure.cause_note})")
+    if failure.step is not None:
         lines.append("")
-        lines.append(f"  Step {step['index'] + 1} ({step['file']}:{step['line']}):")
-        lines.extend("    " + line for line in str(step["yaml"]).splitlines())
-        if step.get("expected"):
-            expected = step["expected"]
-            lines.append("  Expected: " + (expected[0] if len(expected) == 1 else "one of " + " | ".join(expected)))
-        lines.append(f"  Actual:   {step['actual']}")
+        lines.append(f"  Step {failure.step + 1} ({failure.file}:{failure.line}):")
+        lines.extend("    " + line for line in failure.yaml.splitlines())
+        if failure.expected:
+            lines.append("  Expected: " + failure.expected_text())
+        lines.append(f"  Actual:   {failure.actual}")
     if r.get("findings"):
         lines.append("")
         lines.append("  Findings: " + "; ".join(r["findings"]))
-    if r.get("transcript"):
+    rows, left_off = failure.rows(limit=200)
+    if rows:
         lines.append("")
         lines.append("  Transcript:")
-        for entry in r["transcript"][:200]:
-            lines.append(f"    {entry['t']:8.3f} {entry['dir']}: {entry['data']}")
-        if len(r["transcript"]) > 200:
-            lines.append(f"    … {len(r['transcript']) - 200} more entries in the JSON/HTML report")
+        lines.extend(f"    {row.t} {row.dir}: {row.data}" for row in rows)
+        if left_off:
+            lines.append(f"    … {left_off} more entries in the JSON/HTML report")
     lines.append("")
     lines.append(f"  Reproduce: {r['reproduce']}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,45 +17,66 @@ FORMAT_VERSION = 1
 OUTCOME_ORDER = [o.value for o in Outcome]
 
 
-def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str,
-                 dialogue: DialogueResult | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "id": scenario.id,
-        "title": scenario.title,
-        "target": target,
-        "outcome": outcome.value,
-        "level": scenario.level.value,
-        "rfc": scenario.rfc,
-        "section": scenario.section,
-        "quote": scenario.quote,
-        "requirements": list(scenario.requirements),
-        "tags": list(scenario.tags),
-        "file": scenario.file,
-        "line": scenario.line,
-        "nodeid": "",
-        "reproduce": "",
-        "duration_s": 0.0,
-        "message": message,
-        "branch": None,
-        "step": None,
-        "codes": [],
-        "decisive_code": None,
-        "connection": "open",
-        "findings": [],
-        "transcript": [],
-    }
-    if dialogue is not None:
-        entry.update(
-            duration_s=dialogue.duration_s,
-            branch="; ".join(dialogue.branch) or None,
-            step=dialogue.decisive.as_json() if dialogue.decisive else None,
-            codes=list(dialogue.codes),
-            decisive_code=dialogue.decisive_code,
-            connection=dialogue.connection,
-            findings=list(dialogue.findings),
-            transcript=dialogue.transcript.as_json(),
+@dataclass
+class Result:
+    """One scenario against one target: the entry of the results document (docs/results-format.md).
+
+    `as_json` is the one place an entry's JSON form is written; everything after the runner (pytest
+    plugin, reports, grading) reads that form."""
+
+    id: str
+    title: str
+    target: str
+    outcome: str
+    level: str
+    rfc: str
+    section: str
+    quote: str
+    requirements: list[str]
+    tags: list[str]
+    file: str
+    line: int
+    nodeid: str = ""
+    reproduce: str = ""
+    duration_s: float = 0.0
+    message: str = ""
+    cause: str | None = None  # a conformance.model.Cause value, or None when nothing went wrong
+    branch: str | None = None
+    step: dict[str, Any] | None = None
+    codes: list[int | None] = field(default_factory=list)
+    decisive_code: int | None = None
+    connection: str = "open"
+    findings: list[str] = field(default_factory=list)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, scenario: Scenario, target: str, outcome: Outcome, message: str,
+           dialogue: DialogueResult | None = None, cause: str | None = None) -> Result:
+        result = cls(
+            id=scenario.id, title=scenario.title, target=target, outcome=outcome.value,
+            level=scenario.level.value, rfc=scenario.rfc, section=scenario.section, quote=scenario.quote,
+            requirements=list(scenario.requirements), tags=list(scenario.tags), file=scenario.file,
+            line=scenario.line, message=message, cause=None if cause is None else str(cause),
         )
-    return entry
+        if dialogue is not None:
+            result.duration_s = dialogue.duration_s
+            result.branch = "; ".join(dialogue.branch) or None
+            result.step = dialogue.decisive.as_json() if dialogue.decisive else None
+            result.codes = list(dialogue.codes)
+            result.decisive_code = dialogue.decisive_code
+            result.connection = dialogue.connection
+            result.findings = list(dialogue.findings)
+            result.transcript = dialogue.transcript.as_json()
+        return result
+
+    def as_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str,
+                 dialogue: DialogueResult | None = None, cause: str | None = None) -> dict[str, Any]:
+    """A results entry in its JSON form (what the runner hands the pytest plugin)."""
+    return Result.of(scenario, target, outcome, message, dialogue, cause).as_json()
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:

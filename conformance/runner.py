@@ -16,7 +16,7 @@ from typing import Any
 from .connection import ConnectError, Connection, Event, ResetOnConnect, TLSConnectError, make_tls_context
 from .dialogue import Dialogue, Settings, describe
 from .escapes import escape_bytes
-from .model import Outcome, Scenario
+from .model import Cause, Outcome, Scenario
 from .reply import Reply
 from .results import result_entry
 from .targets.base import Endpoint, Target, TargetError
@@ -31,6 +31,7 @@ class TargetState:
     endpoint: Endpoint | None = None
     error: str | None = None  # could not start or connect: every scenario is an ERROR
     broken: str | None = None  # no usable greeting: every scenario FAILs without a dialogue
+    cause: Cause | None = None  # why error or broken is set
     banner: str = ""
     keywords: list[str] = field(default_factory=list)
     tls_keywords: list[str] = field(default_factory=list)
@@ -124,18 +125,19 @@ class Runner:
     async def _run(self, scenario: Scenario, label: str) -> dict[str, Any]:
         state = await self._state(label)
         if state.error:
-            return result_entry(scenario, label, Outcome.ERROR, state.error)
+            return result_entry(scenario, label, Outcome.ERROR, state.error, cause=state.cause)
         if state.broken:
-            return result_entry(scenario, label, Outcome.FAIL, state.broken)
+            return result_entry(scenario, label, Outcome.FAIL, state.broken, cause=state.cause)
         missing = [k for k in scenario.requires if k not in state.keyword_names()]
         if missing:
             return result_entry(scenario, label, Outcome.UNSUPPORTED,
                                 f"needs EHLO keyword{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
-                                "which the target does not advertise")
+                                "which the target does not advertise", cause=Cause.UNSUPPORTED_EXTENSION)
         lacking = [n for n in scenario.needs if n not in state.target.capabilities()]
         if lacking:
             return result_entry(scenario, label, Outcome.UNSUPPORTED,
-                                f"needs target parameter{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}")
+                                f"needs target parameter{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}",
+                                cause=Cause.MISSING_PARAMETER)
         assert state.endpoint is not None
         limit = state.target.params.time_limit
         if self._slots is None:
@@ -151,11 +153,12 @@ class Runner:
                 left = state.started + limit - self.loop.time()
                 if left <= 0:
                     return result_entry(scenario, label, Outcome.FAIL,
-                                        f"not run: the target's time limit of {limit:g} s was used up")
+                                        f"not run: the target's time limit of {limit:g} s was used up",
+                                        cause=Cause.TIME_LIMIT)
                 settings = replace(settings, deadline=left)
             dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.target.mailbox())
             outcome = await dialogue.run()
-        return result_entry(scenario, label, outcome.outcome, outcome.message, outcome)
+        return result_entry(scenario, label, outcome.outcome, outcome.message, outcome, cause=outcome.cause)
 
     async def _state(self, label: str) -> TargetState:
         task = self._states.get(label)
@@ -169,10 +172,11 @@ class Runner:
         try:
             state.endpoint = await asyncio.to_thread(target.start)
         except TargetError as exc:
-            state.error = str(exc)
+            state.error, state.cause = str(exc), Cause.NOT_STARTED
             return state
         except Exception as exc:  # a target kind's bug must not hang the run
             state.error = f"{target.label}: could not start: {exc.__class__.__name__}: {exc}"
+            state.cause = Cause.HARNESS
             return state
         await self._probe(state)
         state.started = self.loop.time()
@@ -189,13 +193,15 @@ class Runner:
             await conn.open(ep.host, ep.port, timeout, tls, ep.server_hostname)
         except TLSConnectError as exc:
             state.broken = f"implicit TLS failed (RFC 8314 §3.3): {exc}; scenarios were not run"
+            state.cause = Cause.TLS
             return
         except ResetOnConnect as exc:
             state.broken = (f"the server sent no usable greeting (RFC 5321 §3.1 and §4.2 require 220, or 554): "
                             f"{exc}; scenarios were not run")
+            state.cause = Cause.NO_GREETING
             return
         except ConnectError as exc:
-            state.error = f"{state.target.label}: {exc}"
+            state.error, state.cause = f"{state.target.label}: {exc}", Cause.REFUSED
             return
         try:
             greeting = await conn.next(timeout)
@@ -204,6 +210,7 @@ class Runner:
             if not isinstance(greeting, Reply) or greeting.code not in (220, 554) or greeting.truncated:
                 state.broken = (f"the server sent no usable greeting (RFC 5321 §3.1 and §4.2 require 220, or 554): "
                                 f"{describe(greeting)}; scenarios were not run")
+                state.cause = Cause.NO_GREETING
                 return
             if greeting.code == 554:
                 return

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote as url_quote
 
-from ..report.common import environment, transcript_rows
-from .explain import _wire_lines, explain, reproduce_commands
+from ..failure import Failure
+from ..report.common import environment
+from .explain import explain, reproduce_commands
 from .rubric import OUTCOMES, Plan, Student
 from .score import grades_csv, grades_document
 
@@ -19,8 +20,8 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-def _transcript_lines(transcript: Iterable[Mapping[str, Any]], limit: int = 300) -> list[dict[str, str]]:
-    rows, left_off = transcript_rows(transcript, limit, max_chars=2000)
+def _transcript_lines(failure: Failure, limit: int = 300) -> list[dict[str, str]]:
+    rows, left_off = failure.rows(limit, max_chars=2000)
     out = [{"t": r.t, "dir": r.label or "* ", "cls": r.side, "data": r.data} for r in rows]
     if left_off:
         out.append({"t": "", "dir": "", "cls": "e", "data": f"… {left_off} more entries"})
@@ -54,18 +55,16 @@ def student_context(plan: Plan, record: dict[str, Any], student: Student, run: M
                    "failed": s["credit"] is not None and s["credit"] < 1.0}
             visible.append(row)
             if row["failed"]:
-                step = r.get("step") or {}
+                failure = Failure.of(r)
                 failures.append({**row, "compact": not r.get("transcript"), "rfc": r.get("rfc", ""),
                                  "section": r.get("section", ""),
                                  "quote": r.get("quote", ""), "message": r.get("message", ""),
                                  "explanation": explain(r, timeout, time_limit)
                                  + (" Not answering at all is not a behaviour the RFC leaves open, so this is "
                                     "scored as a failure." if s["scored_as"] != s["outcome"] else ""),
-                                 "expected": [str(e) for e in step.get("expected") or []],
-                                 "actual": str(step.get("actual") or ""),
-                                 "sent": _wire_lines(r.get("transcript") or [], "C"),
-                                 "received": _wire_lines(r.get("transcript") or [], "S"),
-                                 "transcript": _transcript_lines(r.get("transcript") or []),
+                                 "expected": failure.expected, "actual": failure.actual,
+                                 "sent": failure.wire_lines("C"), "received": failure.wire_lines("S"),
+                                 "transcript": _transcript_lines(failure),
                                  "reproduce": reproduce_commands(student, r) if r.get("file") else []})
         categories.append({"name": cat.name, "description": cat.description, "points": _fmt(c["points"]),
                            "max": _fmt(c["max"]), "visible": visible, "failures": failures,

@@ -24,7 +24,6 @@ DEFAULT_CREDIT: dict[str, float | str] = {
 DEFAULT_TOTAL = 100.0
 DEFAULT_TIME_LIMIT = 120.0
 DEFAULT_STARTUP = 15.0
-NOT_RUN = "not run: the target's time limit"
 LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$")
 
 @dataclass(frozen=True)

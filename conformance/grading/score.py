@@ -7,16 +7,14 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from .rubric import NOT_RUN, OUTCOMES, Plan, Student
+from ..model import Cause, Outcome
+from ..results import result_entry
+from .rubric import OUTCOMES, Plan, Student
 
 GRADES_FORMAT = 1
 
 def _synthetic(scenario: Any, label: str, message: str) -> dict[str, Any]:
-    return {"id": scenario.id, "title": scenario.title, "target": label, "outcome": "error",
-            "level": scenario.level.value, "rfc": scenario.rfc, "section": scenario.section, "quote": scenario.quote,
-            "tags": list(scenario.tags), "file": scenario.file, "line": scenario.line, "message": message,
-            "step": None, "transcript": [], "reproduce": "", "nodeid": "", "codes": [], "decisive_code": None,
-            "connection": "open", "findings": [], "branch": None, "duration_s": 0.0}
+    return result_entry(scenario, label, Outcome.ERROR, message, cause=Cause.HARNESS)
 
 
 def score_students(plan: Plan, students: list[Student], document: dict[str, Any] | None,
@@ -70,7 +68,7 @@ def score_students(plan: Plan, students: list[Student], document: dict[str, Any]
             entry["points"] = entry["max"] * entry["fraction"]
             total += entry["points"]
         hidden = [s for s in scenarios if s["hidden"] and s["credit"] is not None]
-        not_run = sum(1 for s in scenarios if str(s["message"]).startswith(NOT_RUN))
+        not_run = sum(1 for s in scenarios if s["result"].get("cause") == Cause.TIME_LIMIT)
         errors = sum(1 for s in scenarios if s["outcome"] == "error")
         records.append({
             "label": student.label, "kind": student.kind, "spec": student.spec, "line": student.line,
@@ -88,8 +86,7 @@ def score_students(plan: Plan, students: list[Student], document: dict[str, Any]
 
 def unanswered(result: Mapping[str, Any]) -> bool:
     """The check ended because the server did not answer in time (not because of what it answered)."""
-    message = str(result.get("message") or "")
-    return message.startswith("scenario did not finish within") or "/ Actual: no complete reply before the" in message
+    return result.get("cause") in (Cause.TIMEOUT, Cause.SCENARIO_TIMEOUT)
 
 
 def _status(identity: Mapping[str, Any], not_run: int, errors: int, count: int, missing: str) -> str:

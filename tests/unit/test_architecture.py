@@ -169,7 +169,16 @@ def test_grading_modules_are_small():
 
 
 # A branch on the engine's wording: `message.startswith("Expected")`, `"connection refused" in message` …
-WORDING = re.compile(r"""(startswith\(\s*["'A-Z(]|removeprefix\(|["'][^"']+["']\s+in\s+\w*(message|actual|text|msg))""")
+WORDING = re.compile(r"""(message|actual|msg|text|note|reason)["'\]\)]*\.(startswith|endswith)\("""
+                     r"""|["'][^"']+["']\s+(not\s+)?in\s+[\w.]*(message|actual|msg|text)\b""")
+
+
+def test_the_wording_check_catches_what_it_should():
+    for line in ('if str(s["message"]).startswith(NOT_RUN):', 'if "no usable greeting" in message:',
+                 'if actual.startswith("connection closed by the server"):',
+                 'return message.startswith("x") or "/ Actual: no complete reply" in result.message'):
+        assert WORDING.search(line), line
+    assert not WORDING.search('if line.startswith("State:"):')
 
 
 def test_no_branch_on_message_text_in_grading_or_reports():
