@@ -6,6 +6,7 @@ and the grading pages all render this one model, so they cannot disagree about a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,24 @@ CAUSE_NOTES: dict[str, str] = {
 }
 
 
+def display_text(value: Any) -> str:
+    """A value as display text: None → "", containers → compact JSON, others → str() (results documents
+    may come from anywhere: a page shows what is there rather than failing)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 @dataclass(frozen=True)
 class TranscriptRow:
     """One transcript entry: `side` is c (client), s (server) or e (an event)."""
@@ -57,20 +76,19 @@ def transcript_rows(entries: Iterable[Any], limit: int | None = None,
     rows = []
     for entry in shown:
         entry = entry if isinstance(entry, Mapping) else {}
-        data = "" if entry.get("data") is None else str(entry.get("data"))
+        data = display_text(entry.get("data"))
         if max_chars is not None and len(data) > max_chars:
             data = data[:max_chars] + f" … ({len(data) - max_chars} more characters)"
-        direction = "" if entry.get("dir") is None else str(entry.get("dir"))
-        side, label, arrow = _SIDES.get(direction, ("e", "", "*" if direction in ("*", "") else "?"))
+        direction = display_text(entry.get("dir"))
+        side, label, arrow = _SIDES.get(direction, ("e", "", "*") if direction in ("*", "") else ("e", direction, "?"))
         rows.append(TranscriptRow(_seconds(entry.get("t")), direction, side, label, arrow, data))
     return rows, len(entries) - len(shown)
 
 
 def _seconds(value: Any) -> str:
-    try:
-        return f"{float(value or 0):8.3f}"
-    except (TypeError, ValueError):
-        return str(value).rjust(8)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return display_text(value).rjust(8)
+    return f"{value:8.3f}"
 
 
 @dataclass(frozen=True)
@@ -91,19 +109,19 @@ class Failure:
     @classmethod
     def of(cls, result: Mapping[str, Any]) -> Failure:
         step = result.get("step")
-        base = {"outcome": str(result.get("outcome") or ""), "cause": result.get("cause"),
-                "message": str(result.get("message") or ""),
-                "transcript": list(result.get("transcript") or [])}
+        cause = result.get("cause")
+        base = {"outcome": display_text(result.get("outcome")), "cause": cause if isinstance(cause, str) else None,
+                "message": display_text(result.get("message")), "transcript": _as_list(result.get("transcript"))}
         if not isinstance(step, Mapping):
             return cls(**base)
         yaml = step.get("yaml")
         if isinstance(yaml, list | tuple):
-            yaml = "\n".join("" if y is None else str(y) for y in yaml)
+            yaml = "\n".join(display_text(y) for y in yaml)
         index = step.get("index")
-        return cls(**base, step=index if isinstance(index, int) else None, file=str(step.get("file") or ""),
-                   line=step.get("line"), yaml="" if yaml is None else str(yaml),
-                   expected=["" if e is None else str(e) for e in step.get("expected") or []],
-                   actual="" if step.get("actual") is None else str(step.get("actual")))
+        return cls(**base, step=index if isinstance(index, int) and not isinstance(index, bool) else None,
+                   file=display_text(step.get("file")), line=step.get("line"), yaml=display_text(yaml),
+                   expected=[display_text(e) for e in _as_list(step.get("expected"))],
+                   actual=display_text(step.get("actual")))
 
     @property
     def cause_note(self) -> str:

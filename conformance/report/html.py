@@ -26,6 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace as _NS
 from typing import Any
 
+from ..failure import Failure, transcript_rows
 from .common import environment as _environment
 
 __all__ = ["OUTCOMES", "render_html", "write_html", "sanitize_token", "result_anchor"]
@@ -154,36 +155,23 @@ def _tooltip(outcome: str, result: Mapping[str, Any]) -> str:
     return text
 
 
-_DIRECTIONS = {
-    "C": ("C:", "\u2192", "dir-c"),  # client → server
-    "S": ("S:", "\u2190", "dir-s"),  # server → client
-    "*": ("", "*", "dir-ev"),
-}
+_SIDE_CLASS = {"c": "dir-c", "s": "dir-s", "e": "dir-ev"}  # client → server, server → client, events
 
 
 def _transcript(entries: Iterable[Any]) -> list[_NS]:
-    lines = []
-    for entry in entries:
-        entry = _dict(entry)
-        direction = _s(entry.get("dir"))
-        label, arrow, cls = _DIRECTIONS.get(direction, (direction, "?", "dir-ev"))
-        t = _fmt_seconds(entry.get("t")).rjust(8)
-        lines.append(_NS(cls=cls, text=f"{t} {arrow} {label.ljust(2)} {_s(entry.get('data'))}"))
-    return lines
+    rows, _ = transcript_rows(entry if isinstance(entry, Mapping) else {} for entry in entries)
+    return [_NS(cls=_SIDE_CLASS[row.side], text=f"{row.t} {row.arrow} {row.label.ljust(2)} {row.data}") for row in rows]
 
 
-def _step(step: Any) -> _NS | None:
+def _step(step: Any, failure: Failure) -> _NS | None:
     if not isinstance(step, Mapping):
         return None
-    yaml = step.get("yaml")
-    if isinstance(yaml, list | tuple):
-        yaml = "\n".join(_s(line) for line in yaml)
     return _NS(
         index=_s(step.get("index")),
         line=_s(step.get("line")),
-        yaml=_s(yaml).rstrip("\n"),
-        expected=[_s(alt) for alt in _list(step.get("expected"))],
-        actual=_s(step.get("actual")),
+        yaml=failure.yaml.rstrip("\n"),
+        expected=failure.expected,
+        actual=failure.actual,
     )
 
 
@@ -197,8 +185,43 @@ def _kv(mapping: Any) -> list[tuple[str, str]]:
 def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
     doc = _dict(results_doc)
     results = [r for r in _list(doc.get("results")) if isinstance(r, Mapping)]
+    target_docs, labels = _columns(doc, results)
+    # Element ids are sanitized, so distinct values can collide ("a.b" / "a_b"): suffix -2, -3 …
+    used_ids: set[str] = set()
+    target_token = {label: _unique(sanitize_token(label), used_ids, "t-")[2:] for label in labels}
+    total_counts = _empty_counts()
+    target_counts = {label: _empty_counts() for label in labels}
+    rows: dict[str, dict[str, Any]] = {}
+    for r in results:
+        outcome = _s(r.get("outcome"))
+        _count(total_counts, outcome)
+        _count(target_counts[_s(r.get("target"))], outcome)
+        _add_result(rows, r, labels, used_ids)
+    body, details = _body(rows, labels)
+    targets = [_target_card(label, target_docs[label], target_token[label], target_counts[label]) for label in labels]
+    run_info = _run_info(_dict(doc.get("run")))
+    tool = _dict(doc.get("tool"))
+    tool_name = _s(tool.get("name")) or "smtp-conformance"
+    return {
+        "title": f"{tool_name} report" + (f" \u2014 {run_info['started']}" if run_info["started"] else ""),
+        "tool_name": tool_name,
+        "tool_version": _s(tool.get("version")),
+        "format_version": _s(doc.get("format_version")),
+        "run": run_info,
+        "counts": _count_list(total_counts),
+        "total": len(results),
+        "outcomes": OUTCOMES,
+        "targets": targets,
+        "single": len(labels) == 1,
+        "body": body,
+        "n_rows": len(rows),
+        "details": details,
+    }
 
-    # Columns: declared targets in order, then labels only seen in results.
+
+def _columns(doc: Mapping[str, Any], results: list[Mapping[str, Any]]) -> tuple[dict[str, Mapping[str, Any]],
+                                                                                 list[str]]:
+    """Columns: declared targets in order, then labels only seen in results."""
     target_docs: dict[str, Mapping[str, Any]] = {}
     for t in _list(doc.get("targets")):
         if isinstance(t, Mapping):
@@ -209,78 +232,79 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
         if label not in target_docs:
             target_docs[label] = {"label": label}
             labels.append(label)
-    column = {label: i for i, label in enumerate(labels)}
+    return target_docs, labels
 
-    # Per-result records, anchors deduplicated, and rows keyed by scenario id.
-    total_counts = _empty_counts()
-    target_counts = {label: _empty_counts() for label in labels}
-    # Element ids are sanitized, so distinct values can collide ("a.b" / "a_b"): suffix -2, -3 …
-    used_ids: set[str] = set()
-    target_token = {label: _unique(sanitize_token(label), used_ids, "t-")[2:] for label in labels}
-    rows: dict[str, dict[str, Any]] = {}
-    for r in results:
-        sid = _s(r.get("id"))
-        label = _s(r.get("target"))
-        outcome = _s(r.get("outcome"))
-        cls = _outcome_token(outcome)
-        _count(total_counts, outcome)
-        _count(target_counts[label], outcome)
 
-        anchor = _unique(result_anchor(label, sid), used_ids)
-
-        row = rows.get(sid)
-        if row is None:
-            row = rows[sid] = {
-                "id": sid,
-                "row_id": _unique("s-" + sanitize_token(sid), used_ids),
-                "title": _s(r.get("title")),
-                "rfc": _s(r.get("rfc")),
-                "section": _s(r.get("section")),
-                "level": _s(r.get("level")),
-                "cells": [None] * len(labels),
-                "details": [],
-            }
-        rec = _NS(
-            anchor=anchor,
-            row_id=row["row_id"],
-            id=sid,
-            title=_s(r.get("title")),
-            target=label,
+def _add_result(rows: dict[str, dict[str, Any]], r: Mapping[str, Any], labels: list[str], used_ids: set[str]) -> None:
+    """One result: its detail record, and its cell in the row of its scenario id."""
+    sid = _s(r.get("id"))
+    label = _s(r.get("target"))
+    outcome = _s(r.get("outcome"))
+    anchor = _unique(result_anchor(label, sid), used_ids)
+    row = rows.get(sid)
+    if row is None:
+        row = rows[sid] = {
+            "id": sid,
+            "row_id": _unique("s-" + sanitize_token(sid), used_ids),
+            "title": _s(r.get("title")),
+            "rfc": _s(r.get("rfc")),
+            "section": _s(r.get("section")),
+            "level": _s(r.get("level")),
+            "cells": [None] * len(labels),
+            "details": [],
+        }
+    rec = _record(r, anchor, row["row_id"])
+    row["details"].append(rec)
+    col = labels.index(label)
+    if row["cells"][col] is None:  # a repeated (target, id) pair: the first one gets the cell
+        row["cells"][col] = _NS(
+            cls=rec.cls,
             outcome=outcome,
-            cls=cls,
-            level=_s(r.get("level")),
-            rfc=_s(r.get("rfc")),
-            section=_s(r.get("section")),
-            quote=_s(r.get("quote")),
-            requirements=[_s(x) for x in _list(r.get("requirements"))],
-            tags=[_s(x) for x in _list(r.get("tags"))],
-            file=_s(r.get("file")),
-            line=_s(r.get("line")),
-            nodeid=_s(r.get("nodeid")),
-            reproduce=_s(r.get("reproduce")),
-            duration=_fmt_seconds(r.get("duration_s")),
-            message=_s(r.get("message")),
-            branch=_s(r.get("branch")),
-            step=_step(r.get("step")),
-            codes=", ".join(_NO_CODE if c is None else _s(c) for c in _list(r.get("codes"))),
-            decisive_code=_s(r.get("decisive_code")),
-            connection=_s(r.get("connection")),
-            findings=[_s(x) for x in _list(r.get("findings"))],
-            transcript=_transcript(_list(r.get("transcript"))),
+            text=_cell_text(r),
+            title=_tooltip(outcome, r),
+            href="#" + anchor,
+            duration=rec.duration,
         )
-        row["details"].append(rec)
-        col = column[label]
-        if row["cells"][col] is None:  # a repeated (target, id) pair: the first one gets the cell
-            row["cells"][col] = _NS(
-                cls=cls,
-                outcome=outcome,
-                text=_cell_text(r),
-                title=_tooltip(outcome, r),
-                href="#" + anchor,
-                duration=rec.duration,
-            )
 
-    # Rows ordered by RFC, then section (natural order), then first appearance; group headers.
+
+def _record(r: Mapping[str, Any], anchor: str, row_id: str) -> _NS:
+    outcome = _s(r.get("outcome"))
+    failure = Failure.of({**r, "transcript": []})
+    return _NS(
+        anchor=anchor,
+        row_id=row_id,
+        id=_s(r.get("id")),
+        title=_s(r.get("title")),
+        target=_s(r.get("target")),
+        outcome=outcome,
+        cls=_outcome_token(outcome),
+        level=_s(r.get("level")),
+        rfc=_s(r.get("rfc")),
+        section=_s(r.get("section")),
+        quote=_s(r.get("quote")),
+        requirements=[_s(x) for x in _list(r.get("requirements"))],
+        tags=[_s(x) for x in _list(r.get("tags"))],
+        file=_s(r.get("file")),
+        line=_s(r.get("line")),
+        nodeid=_s(r.get("nodeid")),
+        reproduce=_s(r.get("reproduce")),
+        duration=_fmt_seconds(r.get("duration_s")),
+        message=_s(r.get("message")),
+        cause=_s(failure.cause),
+        cause_note=failure.cause_note,
+        branch=_s(r.get("branch")),
+        step=_step(r.get("step"), failure),
+        codes=", ".join(_NO_CODE if c is None else _s(c) for c in _list(r.get("codes"))),
+        decisive_code=_s(r.get("decisive_code")),
+        connection=_s(r.get("connection")),
+        findings=[_s(x) for x in _list(r.get("findings"))],
+        transcript=_transcript(_list(r.get("transcript"))),
+    )
+
+
+def _body(rows: dict[str, dict[str, Any]], labels: list[str]) -> tuple[list[_NS], list[_NS]]:
+    """Rows ordered by RFC, then section (natural order), then first appearance; group headers.
+    (The matrix keeps RFCs in plain numeric order, as tests/unit/test_html_report.py pins it.)"""
     ordered = sorted(rows.values(), key=lambda row: (_natural_key(row["rfc"]), _natural_key(row["section"])))
     body: list[_NS] = []
     details: list[_NS] = []
@@ -307,61 +331,40 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
                     duration="",
                 )
         body.append(_NS(**row))
-        details.extend(sorted(row["details"], key=lambda d: column[d.target]))
+        details.extend(sorted(row["details"], key=lambda d: labels.index(d.target)))
+    return body, details
 
-    targets = []
-    for label in labels:
-        t = target_docs[label]
-        logs = [(k, v) for k, v in _kv(t.get("logs")) if v]
-        banner = _s(t.get("banner"))
-        targets.append(
-            {
-                "label": label,
-                "token": target_token[label],
-                "kind": _s(t.get("kind")),
-                "address": _s(t.get("address")),
-                "spec": _s(t.get("spec")),
-                "banner": banner,
-                "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
-                "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
-                "tls": _s(t.get("tls")),
-                "params": _kv(t.get("params")),
-                "details": _kv(t.get("details")),
-                "error": _s(t.get("error")),
-                "logs": logs,
-                "counts": _count_list(target_counts[label]),
-                "total": sum(target_counts[label].values()),
-            }
-        )
 
-    tool = _dict(doc.get("tool"))
-    run = _dict(doc.get("run"))
-    tool_name = _s(tool.get("name")) or "smtp-conformance"
-    tool_version = _s(tool.get("version"))
+def _target_card(label: str, t: Mapping[str, Any], token: str, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "label": label,
+        "token": token,
+        "kind": _s(t.get("kind")),
+        "address": _s(t.get("address")),
+        "spec": _s(t.get("spec")),
+        "banner": _s(t.get("banner")),
+        "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
+        "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
+        "tls": _s(t.get("tls")),
+        "params": _kv(t.get("params")),
+        "details": _kv(t.get("details")),
+        "error": _s(t.get("error")),
+        "logs": [(k, v) for k, v in _kv(t.get("logs")) if v],
+        "counts": _count_list(counts),
+        "total": sum(counts.values()),
+    }
+
+
+def _run_info(run: Mapping[str, Any]) -> dict[str, str]:
     argv = run.get("argv")
     if isinstance(argv, list | tuple):
         argv = " ".join(_s(a) for a in argv)
-    run_info = {
+    return {
         "started": _s(run.get("started")),
         "finished": _s(run.get("finished")),
         "duration": _fmt_seconds(run.get("duration_s"), 2),
         "argv": _s(argv),
         "strict": "yes" if run.get("strict") else "no",
-    }
-    return {
-        "title": f"{tool_name} report" + (f" \u2014 {run_info['started']}" if run_info["started"] else ""),
-        "tool_name": tool_name,
-        "tool_version": tool_version,
-        "format_version": _s(doc.get("format_version")),
-        "run": run_info,
-        "counts": _count_list(total_counts),
-        "total": len(results),
-        "outcomes": OUTCOMES,
-        "targets": targets,
-        "single": len(labels) == 1,
-        "body": body,
-        "n_rows": len(rows),
-        "details": details,
     }
 
 
