@@ -15,6 +15,7 @@ from typing import Any
 
 from .loader import Catalog, Loader, default_scenario_paths, load_requirement_ids
 from .model import Scenario, sorted_scenarios
+from .targets.base import option_kwargs, parameter_changes, parameters
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -35,7 +36,10 @@ def _print_problems(catalog: Catalog) -> bool:
 
 
 # ----- run --------------------------------------------------------------------------------------------
-TARGET_PARAMS = ["domain", "rcpt", "foreign-rcpt", "sender", "client", "auth", "maildir", "mailbox"]
+def _given_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The target parameters given on the command line, by name."""
+    given = {p.name: getattr(args, p.name) for p in parameters() if p.cli}
+    return {k: v for k, v in given.items() if v}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -54,15 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.targets:
         _, file_problems = load_targets_file(Path(args.targets))
         problems.extend(str(p) for p in file_problems)
-    if args.auth and ":" not in args.auth:
-        problems.append("--auth: expected USER:PASSWORD")
-    if args.mailbox:
-        from .mailbox import parse_mailbox
-
-        try:
-            parse_mailbox(args.mailbox)
-        except ValueError as exc:
-            problems.append(f"--mailbox: {exc}")
+    _, wrong = parameter_changes(_given_parameters(args))
+    problems += [f"--{key.replace('_', '-')}: {message}" for key, message in wrong]
     if problems:
         for line in problems:
             print(line, file=sys.stderr)
@@ -76,14 +73,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--smtp-target", spec]
     if args.targets:
         pytest_args += ["--smtp-targets", args.targets]
-    for name in TARGET_PARAMS:
-        value = getattr(args, name.replace("-", "_"))
-        if value:
-            pytest_args += [f"--smtp-{name}", value]
-    if args.tls != "none":
-        pytest_args += ["--smtp-tls", args.tls]
-    if args.verify_tls:
-        pytest_args.append("--smtp-verify-tls")
+    for p in parameters():  # the --smtp-* twin of every target parameter given
+        value = _given_parameters(args).get(p.name)
+        if value is True:
+            pytest_args.append(f"--smtp-{p.option}")
+        elif value is not None and value != option_kwargs(p).get("default"):
+            pytest_args += [f"--smtp-{p.option}", str(value)]
     pytest_args += ["--smtp-timeout", str(args.timeout), "--smtp-concurrency", str(args.concurrency)]
     if args.strict:
         pytest_args.append("--smtp-strict")
@@ -257,10 +252,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 # ----- argument parsing ---------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smtp-conformance", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_run_parser(sub: Any) -> None:
     run = sub.add_parser("run", help="run the scenarios against targets (wraps pytest)")
     run.add_argument("--target", action="append", default=[], metavar="TARGET",
                      help="builtin | HOST:PORT | cmd:COMMAND-WITH-{port} | image:NAME | preset:NAME, "
@@ -279,13 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", metavar="I/N", help="run the I-th of N shards; `merge` their JSON files")
     run.add_argument("--baseline", metavar="PATH", help="expected deviations of the --target servers")
     run.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
-    for name in TARGET_PARAMS:
-        run.add_argument(f"--{name}", help=f"target parameter {name} for the --target servers")
-    run.add_argument("--tls", choices=["none", "implicit"], default="none")
-    run.add_argument("--verify-tls", action="store_true")
+    for p in parameters():  # target parameters: declared once, on TargetParams
+        if p.cli:
+            run.add_argument(f"--{p.option}", **option_kwargs(p))
     run.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line")
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
     run.set_defaults(func=cmd_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smtp-conformance", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_run_parser(sub)
 
     lst = sub.add_parser("list", help="the catalog: id, level, RFC section, title")
     lst.add_argument("--format", choices=["text", "json"], default="text")

@@ -341,25 +341,7 @@ class Loader:
                                     step.get("chunks"), step.get("delay", 0.0)))
             return writes
         if action == "pipeline":
-            payloads: list[Payload] = []
-            expects: list[Expectation] = []
-            for j, item in enumerate(step["pipeline"]):
-                item_path = path + ("pipeline", j)
-                kinds = [k for k in ("send", "raw", "message", "bdat") if k in item]
-                if len(kinds) != 1:
-                    ctx.problem(item_path, "a pipelined item needs exactly one of send, raw, message, bdat")
-                    return []
-                if kinds[0] != "bdat" and ("last" in item or "size" in item):
-                    ctx.problem(item_path, "'last' and 'size' go with bdat only")
-                    return []
-                for n in range(1, item.get("repeat", 1) + 1):
-                    payload, expect = self._item(item, item_path, ctx, timeout, n if "repeat" in item else 0)
-                    if payload is None:
-                        return []
-                    payloads.append(payload)
-                    if expect:
-                        expects.append(expect)
-            return [Write(tuple(payloads), tuple(expects), source, step.get("chunks"), step.get("delay", 0.0))]
+            return self._pipeline(step, path, ctx, timeout, source)
         if action == "expect":
             expect = self._expectation(step["expect"], path + ("expect",), ctx, timeout, None, source)
             return [Read(expect)] if expect else []
@@ -389,7 +371,31 @@ class Loader:
             return [SecondSession(tuple(self._steps(step["session"], path + ("session",), inner)), source)]
         if action == "delivered":
             return self._delivery(step["delivered"], path + ("delivered",), ctx, source)
-        # use
+        return self._use(step, path, ctx)
+
+    def _pipeline(self, step: dict[str, Any], path: DocPath, ctx: _Context, timeout: Any,
+                  source: Source) -> list[Action]:
+        payloads: list[Payload] = []
+        expects: list[Expectation] = []
+        for j, item in enumerate(step["pipeline"]):
+            item_path = path + ("pipeline", j)
+            kinds = [k for k in ("send", "raw", "message", "bdat") if k in item]
+            if len(kinds) != 1:
+                ctx.problem(item_path, "a pipelined item needs exactly one of send, raw, message, bdat")
+                return []
+            if kinds[0] != "bdat" and ("last" in item or "size" in item):
+                ctx.problem(item_path, "'last' and 'size' go with bdat only")
+                return []
+            for n in range(1, item.get("repeat", 1) + 1):
+                payload, expect = self._item(item, item_path, ctx, timeout, n if "repeat" in item else 0)
+                if payload is None:
+                    return []
+                payloads.append(payload)
+                if expect:
+                    expects.append(expect)
+        return [Write(tuple(payloads), tuple(expects), source, step.get("chunks"), step.get("delay", 0.0))]
+
+    def _use(self, step: dict[str, Any], path: DocPath, ctx: _Context) -> list[Action]:
         name = step["use"]
         fragment = ctx.fragments.get(name)
         if fragment is None:

@@ -23,12 +23,12 @@ from .baseline import Baseline, baseline_yaml, compare, load_baseline
 from .dialogue import Settings
 from .failure import Failure
 from .loader import Loader, is_scenario_file, load_requirement_ids
-from .mailbox import parse_mailbox
 from .model import Cause, Outcome, Scenario
 from .problems import Problem
 from .results import build_document, fails_run, write_json
 from .runner import Runner
 from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target
+from .targets.base import option_kwargs, parameter_changes, parameters
 
 STATE = pytest.StashKey["SmtpSession"]()
 STATUS = {
@@ -56,21 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smtp-strict", action="store_true", help="NON-STRICT (a SHOULD broken) fails the run too")
     group.addoption("--smtp-json", metavar="PATH", help="write results JSON here")
     group.addoption("--smtp-html", metavar="PATH", help="write the HTML report here")
-    for name, help_text in [
-        ("domain", "mail domain of the --smtp-target servers (default example.test)"),
-        ("rcpt", "a recipient they accept (default user@DOMAIN)"),
-        ("foreign-rcpt", "a recipient they must not relay to (default relay-test@foreign.invalid)"),
-        ("sender", "reverse-path for MAIL FROM (default tester@example.net)"),
-        ("client", "name the client gives in EHLO (default client.example.net)"),
-        ("auth", "AUTH credentials USER:PASSWORD"),
-        ("maildir", "Maildir where the server stores accepted mail, for delivery checks"),
-        ("mailbox", "where accepted mail can be read back: maildir:PATH, mailhog:URL, mailpit:URL, maildev:URL, "
-                    "pop3://USER:PASS@HOST:PORT, imap://USER:PASS@HOST:PORT"),
-    ]:
-        group.addoption(f"--smtp-{name}", metavar=name.upper().replace("-", "_"), help=help_text)
-    group.addoption("--smtp-tls", choices=["none", "implicit"], default="none",
-                    help="implicit: TLS from the first byte (port 465 style, RFC 8314)")
-    group.addoption("--smtp-verify-tls", action="store_true", help="check server certificates (off by default)")
+    for p in parameters():  # target parameters: declared once, on TargetParams
+        if p.cli:
+            group.addoption(f"--smtp-{p.option}", **option_kwargs(p))
     group.addoption("--smtp-scenarios", action="append", default=[], metavar="PATH",
                     help="also collect the YAML files under PATH as scenarios (folders named 'scenarios' always are)")
     group.addoption("--smtp-transcripts", choices=["all", "non-pass"], default="all",
@@ -91,24 +79,11 @@ class ConfigError(Exception):
 
 
 def cli_params(config: pytest.Config) -> TargetParams:
-    opt = config.getoption
-    params = TargetParams(tls=opt("smtp_tls"), verify_tls=opt("smtp_verify_tls"))
-    changes: dict[str, Any] = {}
-    for name in ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "mailbox"):
-        value = opt(f"smtp_{name}")
-        if value:
-            changes[name] = value
-    if changes.get("mailbox"):
-        try:
-            parse_mailbox(changes["mailbox"])
-        except ValueError as exc:
-            raise ConfigError([f"--smtp-mailbox: {exc}"]) from None
-    if opt("smtp_auth"):
-        user, sep, password = opt("smtp_auth").partition(":")
-        if not sep:
-            raise ConfigError(["--smtp-auth: expected USER:PASSWORD"])
-        changes.update(user=user, password=password)
-    return params.with_(**changes)
+    given = {p.name: config.getoption(f"smtp_{p.name}") for p in parameters() if p.cli}
+    changes, wrong = parameter_changes({k: v for k, v in given.items() if v})
+    if wrong:
+        raise ConfigError([f"--smtp-{key.replace('_', '-')}: {message}" for key, message in wrong])
+    return TargetParams().with_(**changes)
 
 
 class SmtpSession:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from ..mailbox import Mailbox, parse_mailbox
 from ..templates import credential_values
+
+MAILBOX_HELP = ("where accepted mail can be read back: maildir:PATH, mailhog:URL, mailpit:URL, maildev:URL, "
+                "pop3://USER:PASS@HOST:PORT, imap://USER:PASS@HOST:PORT")
 
 
 @dataclass
@@ -31,23 +35,70 @@ class TargetError(Exception):
 
 
 @dataclass(frozen=True)
-class TargetParams:
-    """What scenarios may assume about a target (its `{variables}`), plus how to talk to it."""
+class Param:
+    """One target parameter as every front door shows it: the targets-file key `name`, the command-line
+    options `--NAME` (smtp-conformance run) and `--smtp-NAME` (pytest) when `cli`, and its JSON Schema."""
 
-    domain: str = "example.test"
-    rcpt: str | None = None  # default user@<domain>
-    foreign_rcpt: str = "relay-test@foreign.invalid"
-    sender: str = "tester@example.net"
-    client: str = "client.example.net"
-    user: str | None = None
+    name: str  # targets-file key; on the command line with '-' for '_'
+    help: str
+    schema: dict[str, Any]
+    cli: bool = True
+    fields: tuple[str, ...] = ()  # the TargetParams fields it sets (default: the one named `name`)
+
+    @property
+    def option(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def flag(self) -> bool:
+        return self.schema.get("type") == "boolean"
+
+    @property
+    def choices(self) -> list[str] | None:
+        return self.schema.get("enum")
+
+
+def _param(default: Any, help: str, schema: dict[str, Any], *, cli: bool = True, name: str | None = None,
+           sets: tuple[str, ...] = ()) -> Any:
+    """A TargetParams field that is also a target parameter (see `parameters()`)."""
+    return field(default=default, metadata={"param": (help, schema, cli, name, sets)})
+
+
+_STR = {"type": "string"}
+
+
+@dataclass(frozen=True)
+class TargetParams:
+    """What scenarios may assume about a target (its `{variables}`), plus how to talk to it.
+
+    Every field declared with `_param` is a target parameter: the CLI options, the pytest options and the
+    targets-file schema are generated from these declarations (adding a parameter is one field here)."""
+
+    domain: str = _param("example.test", "mail domain of the servers (default example.test)", _STR)
+    rcpt: str | None = _param(None, "a recipient they accept (default user@DOMAIN)", _STR)
+    foreign_rcpt: str = _param("relay-test@foreign.invalid",
+                               "a recipient they must not relay to (default relay-test@foreign.invalid)", _STR)
+    sender: str = _param("tester@example.net", "reverse-path for MAIL FROM (default tester@example.net)", _STR)
+    client: str = _param("client.example.net", "name the client gives in EHLO (default client.example.net)", _STR)
+    user: str | None = _param(None, "AUTH credentials USER:PASSWORD",
+                              {"type": "string", "pattern": "^[^:]+:.*$", "description": "USER:PASSWORD"},
+                              name="auth", sets=("user", "password"))
     password: str | None = None
-    maildir: str | None = None  # shorthand for mailbox maildir:PATH
-    mailbox: str | None = None  # where accepted mail can be read back (conformance.mailbox specs)
-    tls: str = "none"  # "none" or "implicit"
-    verify_tls: bool = False
-    concurrency: int | None = None  # lower the suite's concurrency for this target (1 = one at a time)
-    startup_timeout: float = 30.0
-    time_limit: float | None = None  # all of this target's dialogues must finish within this many seconds
+    maildir: str | None = _param(None, "Maildir where the server stores accepted mail, for delivery checks",
+                                 {"type": "string", "description": "shorthand for mailbox: maildir:PATH"})
+    mailbox: str | None = _param(None, MAILBOX_HELP, {"type": "string", "description": MAILBOX_HELP})
+    tls: str = _param("none", "implicit: TLS from the first byte (port 465 style, RFC 8314)",
+                      {"enum": ["none", "implicit"]})
+    verify_tls: bool = _param(False, "check server certificates (off by default)", {"type": "boolean"})
+    concurrency: int | None = _param(None, "lower the suite's concurrency for this target (1 = one at a time)",
+                                     {"type": "integer", "minimum": 1, "maximum": 256}, cli=False)
+    startup_timeout: float = _param(30.0, "seconds a started target may take to accept connections",
+                                    {"type": "number", "exclusiveMinimum": 0, "maximum": 600}, cli=False)
+    time_limit: float | None = _param(
+        None, "seconds for all of this target's scenarios; what is left after that FAILs as not run",
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
+         "description": "seconds for all of this target's scenarios; what is left after that FAILs as not run"},
+        cli=False)
 
     def values(self) -> dict[str, str]:
         out = {
@@ -72,6 +123,52 @@ class TargetParams:
 
     def with_(self, **changes: object) -> TargetParams:
         return replace(self, **changes)
+
+
+def parameters() -> list[Param]:
+    """The target parameters, in declaration order."""
+    out = []
+    for f in fields(TargetParams):
+        if "param" in f.metadata:
+            help_text, schema, cli, name, sets = f.metadata["param"]
+            out.append(Param(name or f.name, help_text, schema, cli, sets or (f.name,)))
+    return out
+
+
+def option_kwargs(p: Param) -> dict[str, Any]:
+    """argparse / pytest `addoption` keywords for a parameter's command-line option."""
+    if p.flag:
+        return {"action": "store_true", "help": p.help}
+    if p.choices:
+        default = next(f.default for f in fields(TargetParams) if f.name == p.fields[0])
+        return {"choices": p.choices, "default": default, "help": p.help}
+    return {"metavar": p.name.upper(), "help": p.help}
+
+
+def parameter_changes(given: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """TargetParams changes from parameter values by name (from any front door), and the problems found as
+    (parameter name, message): the one place USER:PASSWORD and mailbox specs are checked."""
+    changes: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for p in parameters():
+        if p.name not in given:
+            continue
+        value = given[p.name]
+        if p.name == "auth":
+            user, sep, password = str(value).partition(":")
+            if not sep:
+                problems.append((p.name, "expected USER:PASSWORD"))
+                continue
+            changes.update(user=user, password=password)
+            continue
+        if p.name == "mailbox":
+            try:
+                parse_mailbox(value)
+            except ValueError as exc:
+                problems.append((p.name, str(exc)))
+                continue
+        changes[p.fields[0]] = value
+    return changes, problems
 
 
 @dataclass

@@ -10,17 +10,14 @@ from typing import Any
 
 import jsonschema
 
-from ..mailbox import parse_mailbox
 from ..problems import Problem, schema_problems
 from ..yamlload import YamlError, load_documents
 from .address import AddressTarget
-from .base import Target, TargetError, TargetParams, sanitize_label
+from .base import Target, TargetError, TargetParams, parameter_changes, parameters, sanitize_label
 from .process import BuiltinTarget, CommandTarget
 
 _LABEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 _HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$")
-PARAM_KEYS = ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "mailbox", "tls", "verify_tls",
-              "concurrency", "startup_timeout", "time_limit")
 
 
 def parse_target(text: str, params: TargetParams | None = None) -> Target:
@@ -62,7 +59,15 @@ def parse_target(text: str, params: TargetParams | None = None) -> Target:
 
 
 def _schema() -> dict[str, Any]:
-    return json.loads(resources.files("conformance").joinpath("schema/targets.schema.json").read_text())
+    """The shipped schema, with the target parameters as TargetParams declares them (the shipped file carries
+    the same, for editors: tests/unit/test_architecture.py keeps it current)."""
+    schema = json.loads(resources.files("conformance").joinpath("schema/targets.schema.json").read_text())
+    schema["properties"]["targets"]["items"]["properties"].update(parameter_schemas())
+    return schema
+
+
+def parameter_schemas() -> dict[str, dict[str, Any]]:
+    return {p.name: p.schema for p in parameters()}
 
 
 def load_targets_file(path: Path, defaults: TargetParams | None = None) -> tuple[list[Target], list[Problem]]:
@@ -87,16 +92,10 @@ def load_targets_file(path: Path, defaults: TargetParams | None = None) -> tuple
     labels: dict[str, int] = {}
     for i, entry in enumerate(doc.data["targets"]):
         line = doc.line(("targets", i))
-        overrides = {k: entry[k] for k in PARAM_KEYS if k in entry}
-        if "auth" in entry:
-            user, _, password = str(entry["auth"]).partition(":")
-            overrides.update(user=user, password=password)
-        if "mailbox" in overrides:
-            try:
-                parse_mailbox(overrides["mailbox"])
-            except ValueError as exc:
-                problems.append(Problem(name, doc.line(("targets", i, "mailbox")), str(exc)))
-                continue
+        overrides, wrong = parameter_changes({p.name: entry[p.name] for p in parameters() if p.name in entry})
+        if wrong:
+            problems.extend(Problem(name, doc.line(("targets", i, key)), message) for key, message in wrong)
+            continue
         params = defaults.with_(**overrides)
         kinds = [k for k in ("address", "command", "builtin", "image", "preset") if k in entry]
         try:
