@@ -395,11 +395,12 @@ def _plan(rubric_text: str, tmp_path: Path) -> Any:
     return plan
 
 
-def _score(plan: Any, outcomes: dict[str, str], messages: dict[str, str] | None = None) -> dict[str, Any]:
+def _score(plan: Any, outcomes: dict[str, str], messages: dict[str, str] | None = None,
+           causes: dict[str, str] | None = None) -> dict[str, Any]:
     from conformance.grading import Student, score_students
 
     results = [{"id": sid, "target": "s", "outcome": outcomes.get(sid, "pass"),
-                "message": (messages or {}).get(sid, "")} for sid in plan.scenarios]
+                "message": (messages or {}).get(sid, ""), "cause": (causes or {}).get(sid)} for sid in plan.scenarios]
     document = {"results": results, "targets": [{"label": "s", "error": None}]}
     return score_students(plan, [Student("s", {"address": "127.0.0.1:1"}, 1, "address")], document, "")[0]
 
@@ -430,11 +431,12 @@ def test_credit_per_outcome_and_level(tmp_path: Path) -> None:
 
 def test_no_answer_scores_as_fail_unless_the_rubric_keeps_the_outcome(tmp_path: Path) -> None:
     silent = {"g-should-noop-before-ehlo": "Expected: 250 / Actual: no complete reply before the timeout"}
+    cause = {"g-should-noop-before-ehlo": "timeout"}  # what the engine records with that message
     rubric = "categories: [{name: m, weight: 1, select: [{tag: manners}]}]\n"
-    record = _score(_plan(rubric, tmp_path), {"g-should-noop-before-ehlo": "non-strict"}, silent)
+    record = _score(_plan(rubric, tmp_path), {"g-should-noop-before-ehlo": "non-strict"}, silent, cause)
     assert record["total"] == pytest.approx(100 * 2 / 3)
     record = _score(_plan("no_answer: outcome\n" + rubric, tmp_path), {"g-should-noop-before-ehlo": "non-strict"},
-                    silent)
+                    silent, cause)
     assert record["total"] == pytest.approx(100 * 2.5 / 3)
 
 
