@@ -19,7 +19,7 @@ from pathlib import Path
 
 ELLIPSIS = re.compile(r"\s*\[(?:\.\.\.|…)\]\s*")
 _FOOTER = re.compile(r"^\S.*\[Page \d+\]\s*$")
-_HEADER = re.compile(r"^RFC \d+ {2,}\S.*\S {2,}\S.*\d{4}\s*$")
+_HEADER = re.compile(r"^RFC \d+ {2,}\S.*\S\s+[A-Z][a-z]+ \d{4}\s*$")  # "RFC 5321   SMTP   October 2008"
 # at column 0: "4.1.1.4.  DATA", "6.1 Server action", "Appendix F.  Deprecated", "F.6.  SAML"
 _HEADING = re.compile(r"^(?:Appendix +)?(\d+|[A-Z])((?:\.\d+)*)\.? +\S")
 # a hyphen at a line break is kept, the break is not: "forward-\n   path" is "forward-path"
