@@ -173,3 +173,34 @@ def test_catalog_quotes_are_verbatim_and_levels_carried() -> None:
     assert not catalog.problems, "\n".join(str(p) for p in catalog.problems)
     keywordless = [s for s in catalog.scenarios if not carries_level(s.level.value, s.quote)]
     assert all(s.level_from for s in keywordless)
+
+
+def test_list_json_shows_level_from() -> None:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "list", "--format", "json"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["id"]: row for row in json.loads(proc.stdout)}
+    assert "§4.1.4" in rows["rfc6152-2-unknown-body-value-refused"]["level_from"]
+    assert rows["rfc5321-4.3.2-rcpt-before-mail"]["level_from"] is None  # its quote carries MUST
+
+
+def test_validate_reports_a_broken_quote_with_file_and_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    text = (REPO / "scenarios" / "rfc5321" / "4.1.1.9-noop.yaml").read_text()
+    broken = text.replace("does not affect any parameters", "does not change any parameters", 1)
+    assert broken != text
+    (tmp_path / "noop.yaml").write_text(broken)
+    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "validate", str(tmp_path / "noop.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if "not verbatim" in line]
+    assert len(lines) == 1
+    assert re.match(r"^\S+noop\.yaml:\d+: quote is not verbatim in RFC 5321 §4\.1\.1\.9: ", lines[0])
+    line = int(lines[0].split(":")[1])
+    assert broken.splitlines()[line - 1].startswith("quote:")
