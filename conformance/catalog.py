@@ -138,6 +138,8 @@ def write_catalog(scenarios: list[Scenario], requirements: list[dict[str, Any]],
             link = f"../../{rel.as_posix()}" if not rel.is_absolute() else rel.as_posix()
             lines += [f"### {s.id}", "", f"**{_md(s.title)}** — {s.level.value}, RFC {s.rfc} §{s.section}, "
                       f"[{rel.name}:{s.line}]({link}#L{s.line})", "", f"> {_md(s.quote)}", ""]
+            if s.level_from:
+                lines += [f"Level {s.level.value} from: {_md(s.level_from)}", ""]
             if s.description:
                 lines += [_md(" ".join(s.description.split())), ""]
             if s.tags:
@@ -201,6 +203,8 @@ def write_deviations(scenarios: list[Scenario], baselines_dir: Path, out: Path) 
             lines += [head, ""]
             if s is not None:
                 lines += [f"{_md(s.title)} ({s.level.value}, RFC {s.rfc} §{s.section})", "", f"> {_md(s.quote)}", ""]
+                if s.level_from:
+                    lines += [f"Level {s.level.value} from: {_md(s.level_from)}", ""]
             else:
                 lines += ["*(scenario no longer exists)*", ""]
             if dev.actual:

@@ -24,9 +24,9 @@ class UsageError(Exception):
     pass
 
 
-def load_catalog(paths: list[str] | None) -> Catalog:
+def load_catalog(paths: list[str] | None, check_quotes: bool = False) -> Catalog:
     chosen = [Path(p) for p in paths] if paths else default_scenario_paths()
-    return Loader(load_requirement_ids()).load_paths(chosen)
+    return Loader(load_requirement_ids(), check_quotes=check_quotes).load_paths(chosen)
 
 
 def _print_problems(catalog: Catalog) -> bool:
@@ -113,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ----- list / validate ----------------------------------------------------------------------------------
 def scenario_summary(s: Scenario) -> dict[str, Any]:
     return {"id": s.id, "title": s.title, "rfc": s.rfc, "section": s.section, "level": s.level.value,
+            "level_from": s.level_from or None,
             "tags": list(s.tags), "requires": list(s.requires), "requirements": list(s.requirements),
             "file": s.file, "line": s.line}
 
@@ -139,7 +140,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    catalog = load_catalog(args.paths)
+    catalog = load_catalog(args.paths, check_quotes=True)
     if _print_problems(catalog):
         print(f"{len(catalog.problems)} problem(s)", file=sys.stderr)
         return EXIT_USAGE

@@ -34,6 +34,7 @@ from .model import (
     Write,
 )
 from .problems import Problem, schema_problems
+from .quotes import QuoteChecker, level_problem
 from .templates import CREDENTIAL_VARIABLES, TemplateError, parse_template, regex_with_values
 from .yamlload import Document, YamlError, load_documents
 from .yamlload import Path as DocPath
@@ -133,7 +134,8 @@ class _Context:
 class Loader:
     """Loads scenario files; caches fragment files so each is read once per Loader."""
 
-    def __init__(self, requirement_ids: set[str] | None = None, base_fragments: Path | None = None) -> None:
+    def __init__(self, requirement_ids: set[str] | None = None, base_fragments: Path | None = None,
+                 check_quotes: bool = False) -> None:
         schema = load_schema()
         defs = schema["$defs"]
         self._defs = defs
@@ -144,6 +146,9 @@ class Loader:
         self._scenario_validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/scenario", "$defs": defs})
         self._fragments_validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/fragments", "$defs": defs})
         self._requirement_ids = requirement_ids
+        # `validate` checks quotes against the shipped RFC texts and levels against the quotes' keywords;
+        # running does not, so a user's own scenario with a loose quote still runs
+        self._quotes = QuoteChecker() if check_quotes else None
         self._fragment_files: dict[Path, tuple[dict[str, _Fragment], list[Problem]]] = {}
 
     # ----- files -------------------------------------------------------------------------------
@@ -278,6 +283,13 @@ class Loader:
                 if req not in self._requirement_ids:
                     ctx.problem(("requirements", i),
                                 f"unknown requirement id '{req}' (see conformance/data/requirements.json)")
+        rfc = str(doc.scalar_text.get(("rfc",), data["rfc"]))
+        section = str(doc.scalar_text.get(("section",), data["section"]))
+        if self._quotes is not None:
+            for key, message in (("quote", self._quotes.problem(rfc, section, data["quote"])),
+                                 ("level", level_problem(data["level"], data["quote"], data.get("level_from")))):
+                if message:
+                    ctx.problem((key,), message)
         needs = set(data.get("needs", ()))
         if variables & CREDENTIAL_VARIABLES:
             needs.add("credentials")
@@ -288,9 +300,10 @@ class Loader:
         return Scenario(
             id=data["id"],
             title=data["title"],
-            rfc=str(doc.scalar_text.get(("rfc",), data["rfc"])),
-            section=str(doc.scalar_text.get(("section",), data["section"])),
+            rfc=rfc,
+            section=section,
             level=Level(data["level"]),
+            level_from=" ".join(data.get("level_from", "").split()),
             quote=" ".join(data["quote"].split()),
             file=file,
             line=doc.line(()),

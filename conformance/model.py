@@ -286,6 +286,7 @@ class Scenario:
     description: str = ""
     timeout: float | None = None
     variables: frozenset[str] = field(default_factory=frozenset)
+    level_from: str = ""  # where the level comes from when the quote itself has no BCP 14 keyword
 
 
 def rfc_order(rfc: str) -> tuple[int, int, str]:

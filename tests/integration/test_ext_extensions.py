@@ -131,6 +131,8 @@ EXT: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         "rfc6531-3.2-utf8-message-accepted": "fail",
     }),
     "body-lenient": (("body-lenient",), {"rfc6152-2-unknown-body-value-refused": "info"}),
+    # RFC 5321 §4.1.1.11: 455 when "temporarily unable to accommodate" the parameter (issue #11, finding 5)
+    "body-busy": (("body-busy",), {"rfc6152-2-unknown-body-value-refused": "pass"}),
     "strip-8bit": (("strip-8bit",), {
         "rfc6152-3-8bit-octets-preserved": "fail",
         "rfc6152-3-8bit-message-accepted": "pass",  # the replies cannot tell
@@ -312,6 +314,8 @@ class _Ext(scripted.Session):
             elif key == "BODY":
                 if "body-refused" in self.f:
                     return self.reply(555, "5.5.4", "BODY not supported")
+                if (value or "").upper() not in ("7BIT", "8BITMIME", "BINARYMIME") and "body-busy" in self.f:
+                    return self.reply(455, "4.5.4", f"BODY={value} cannot be accommodated now")
                 if (value or "").upper() not in ("7BIT", "8BITMIME", "BINARYMIME") and "body-lenient" not in self.f:
                     return self.reply(555, "5.5.4", f"BODY={value} not supported")
                 binary = (value or "").upper() == "BINARYMIME"

@@ -23,6 +23,14 @@ def test_wheel_ships_catalog_and_data(tmp_path: Path) -> None:
                    "conformance/schema/results.schema.json", "conformance/report/templates/report.html.j2",
                    "conformance/builtin.py"):
         assert needed in names, needed
+    # the RFC texts that `validate` checks quotes against, byte for byte as in the repository
+    rfc_dir = REPO / "conformance" / "data" / "rfc"
+    texts = sorted(rfc_dir.glob("rfc*.txt"))
+    assert len(texts) >= 18 and "conformance/data/rfc/README.md" in names
+    for text in texts:
+        member = f"conformance/data/rfc/{text.name}"
+        assert member in names, member
+        assert zipfile.ZipFile(wheel).read(member) == text.read_bytes(), member
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "smtp-conformance = conformance.cli:main" in text and "smtp_conformance = conformance.plugin" in text

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "conformance"
 # Lowest first. A module may import modules of its own layer or of a lower one, never of a higher one.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"conformance", "model", "problems", "escapes", "yamlload", "transcript", "mailbox", "templates",
-                    "builtin", "results_format"}),
+                    "builtin", "results_format", "quotes"}),
     ("scenario files", {"loader", "baseline"}),
     ("engine", {"reply", "connection", "dialogue"}),
     ("targets", {"targets"}),

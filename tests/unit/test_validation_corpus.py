@@ -29,7 +29,7 @@ def test_corpus_has_many_kinds() -> None:
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_problem_names_file_line_and_what(path: Path) -> None:
     line, text = expectation(path)
-    _, problems = Loader(load_requirement_ids()).load_file(path)
+    _, problems = Loader(load_requirement_ids(), check_quotes=True).load_file(path)
     assert problems, "the loader accepted a broken file"
     rendered = [str(p) for p in problems]
     for problem in rendered:
