@@ -17,8 +17,12 @@ set -euo pipefail
 
 SERVERS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SERVERS_DIR/../.." && pwd)
+# The cache (unpacked Exim/OpenSMTPD, node_modules) lives outside the checkout: servers that drop root
+# re-execute or read from it, so it must be reachable by their users whatever the checkout's parents are.
+# shellcheck source=scripts/servers/cache.sh
+source "$SERVERS_DIR/cache.sh"
 # shellcheck disable=SC2034 # used by the scripts that source this file
-CACHE=${SMTP_SERVERS_CACHE:-$REPO/.cache/servers}
+CACHE=$(srv_default_cache)
 START_TIMEOUT=${SMTP_SERVERS_START_TIMEOUT:-30}
 STOP_GRACE=${SMTP_SERVERS_STOP_GRACE:-4}
 
