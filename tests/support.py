@@ -24,7 +24,7 @@ from conformance.loader import Loader, load_requirement_ids
 REPO = Path(__file__).resolve().parents[1]
 SERVERS = REPO / "scripts" / "servers"
 SCENARIOS = REPO / "scenarios"
-REAL_SERVERS = ["postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev"]
+REAL_SERVERS = ["postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev", "haraka"]
 SINGLE_INSTANCE = {"opensmtpd"}
 
 

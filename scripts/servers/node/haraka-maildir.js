@@ -1,8 +1,8 @@
 // Haraka plugin for scripts/servers/haraka (copied into the instance's plugins/ as maildir.js).
 // RCPT: accepts user@ and postmaster@example.test and a bare postmaster (550 5.1.1 unknown users of
 // example.test, 550 5.7.1 every other domain: no relaying). Queue: stores the message once per recipient
-// into $HARAKA_MAILDIR/new (written to tmp/ first), line ends turned into LF, with Return-Path and
-// Delivered-To on top, like the other servers here; nothing is ever forwarded.
+// into $HARAKA_MAILDIR/new (written to tmp/ first), line ends turned into LF, the client's Return-Path
+// fields removed and ours and Delivered-To put on top, like the other servers here; nothing is ever forwarded.
 'use strict';
 
 const fs = require('node:fs');
@@ -21,8 +21,18 @@ exports.register = function () {
     if (!this.maildir) throw new Error('HARAKA_MAILDIR is not set');
 };
 
+// "post\master" and postmaster are the same local part (RFC 5321 §4.1.2)
+const unquote = (local) => local.replace(/^"(.*)"$/s, '$1').replace(/\\(.)/gs, '$1');
+
+// The client's own Return-Path fields (RFC 5321 §4.4: a final delivery MAY remove them before adding its own)
+const withoutReturnPath = (message) => {
+    const end = message.search(/\n\n|$/);
+    const header = message.slice(0, end).replace(/^return-path:[^\n]*\n?(?:[ \t][^\n]*\n?)*/gim, '');
+    return header + message.slice(end);
+};
+
 exports.hook_rcpt = function (next, connection, params) {
-    const user = (params[0].user || '').toLowerCase();
+    const user = unquote(params[0].user || '').toLowerCase();
     const host = (params[0].host || '').toLowerCase();
     if (!host) return user === 'postmaster' ? next(OK) : next(DENY, '5.1.3 Bad recipient address syntax');
     if (host !== LOCAL_DOMAIN) return next(DENY, '5.7.1 Relaying denied: not a local domain');
@@ -33,7 +43,7 @@ exports.hook_rcpt = function (next, connection, params) {
 exports.hook_queue = function (next, connection) {
     const txn = connection.transaction;
     txn.message_stream.get_data((data) => {
-        const body = data.toString('binary').replace(/\r\n/g, '\n');
+        const body = withoutReturnPath(data.toString('binary').replace(/\r\n/g, '\n'));
         const sender = plain(txn.mail_from);
         try {
             for (const rcpt of txn.rcpt_to) {
