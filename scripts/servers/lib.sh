@@ -31,6 +31,11 @@ STOP_GRACE=${SMTP_SERVERS_STOP_GRACE:-4}
 LOCAL_DOMAIN=example.test
 # shellcheck disable=SC2034
 SERVER_HOSTNAME=mx.example.test
+# SMTP_SERVERS_ANY_LOCAL_PART=1: Postfix, Exim and OpenSMTPD accept every local part of example.test (not
+# only user and postmaster), each stored in the one Maildir: the "any-local-part domain" setup where a
+# store per recipient keeps one copy for each accepted recipient (issue 11, finding 14).
+# shellcheck disable=SC2034
+ANY_LOCAL_PART=${SMTP_SERVERS_ANY_LOCAL_PART:-}
 
 srv_usage() {
     cat >&2 <<EOF
