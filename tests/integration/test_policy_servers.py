@@ -50,7 +50,9 @@ RUNS = {
     "postfix-submission-noauth": PolicyRun("postfix-submission", ("--smtp-profile", "submission"), "530 5.7.0",
                                            also_real=AUTH_DEVIATIONS),
     # no profile: a server that requires TLS is not an MX; judged on what holds for every profile
-    "postfix-tls-required": PolicyRun("postfix-tls-required", (), "530 5.7.0 Must issue a STARTTLS command first"),
+    # RFC 3030 §2: a refused BDAT's data MUST be discarded; Postfix reads it as commands (seen only here)
+    "postfix-tls-required": PolicyRun("postfix-tls-required", (), "530 5.7.0 Must issue a STARTTLS command first",
+                                      also_real=frozenset({"rfc3030-2-refused-bdat-data-discarded"})),
     "postfix-greylist": PolicyRun("postfix-greylist", ("--smtp-profile", "mx"), "450 4.7.1"),
 }
 
@@ -65,6 +67,8 @@ def test_catalog_against_policy_server(label: str) -> None:
     spec = RUNS[label]
     baseline = load_baseline(REPO / "baselines" / label)
     assert not baseline.problems, "\n".join(map(str, baseline.problems))
+    assert not [d.id for d in baseline.deviations.values() if d.reason.startswith("TODO")], \
+        f"baselines/{label}/ has entries without a reason (scripts/servers/policy-baseline keeps the written ones)"
     with real_server(spec.server) as server:
         run = run_suite("--smtp-target", f"{label}={server.address}", "--smtp-mailbox", f"maildir:{server.maildir}",
                         "--smtp-timeout", "30", *spec.args, paths=[str(SCENARIOS)])
