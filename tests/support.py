@@ -24,7 +24,7 @@ from conformance.loader import Loader, load_requirement_ids
 REPO = Path(__file__).resolve().parents[1]
 SERVERS = REPO / "scripts" / "servers"
 SCENARIOS = REPO / "scenarios"
-REAL_SERVERS = ["postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev"]
+REAL_SERVERS = ["postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev", "haraka"]
 SINGLE_INSTANCE = {"opensmtpd"}
 
 
@@ -55,10 +55,12 @@ class RealServer:
 
 
 @contextlib.contextmanager
-def real_server(name: str) -> Iterator[RealServer]:
-    """Start scripts/servers/NAME on a free port for the duration of the block."""
+def real_server(name: str, env: dict[str, str] | None = None) -> Iterator[RealServer]:
+    """Start scripts/servers/NAME on a free port for the duration of the block; env: extra variables for its
+    start script (e.g. SMTP_SERVERS_ANY_LOCAL_PART=1, POSTFIX_EXTRA_MAIN_CF)."""
     script = SERVERS / name
-    check = subprocess.run([str(script), "check"], capture_output=True, text=True, timeout=60)
+    environ = {**os.environ, **(env or {})}
+    check = subprocess.run([str(script), "check"], capture_output=True, text=True, timeout=60, env=environ)
     if check.returncode != 0:
         missing(f"{name} is not installed (scripts/servers/install): {check.stderr.strip()}")
     lock_file = None
@@ -76,7 +78,7 @@ def real_server(name: str) -> Iterator[RealServer]:
                     break
                 port = free_port()
         started = subprocess.run([str(script), "start", str(port), str(statedir)], capture_output=True,
-                                 text=True, timeout=90)
+                                 text=True, timeout=90, env=environ)
         if started.returncode != 0:
             pytest.fail(f"{name} did not start: {started.stderr[-2000:]}")
         maildir = api = None
@@ -89,7 +91,7 @@ def real_server(name: str) -> Iterator[RealServer]:
         try:
             yield RealServer(name, port, statedir, maildir, api)
         finally:
-            subprocess.run([str(script), "stop", str(statedir)], capture_output=True, timeout=60)
+            subprocess.run([str(script), "stop", str(statedir)], capture_output=True, timeout=60, env=environ)
     finally:
         shutil.rmtree(statedir, ignore_errors=True)
         if lock_file is not None:

@@ -17,8 +17,12 @@ set -euo pipefail
 
 SERVERS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SERVERS_DIR/../.." && pwd)
+# The cache (unpacked Exim/OpenSMTPD, node_modules) lives outside the checkout: servers that drop root
+# re-execute or read from it, so it must be reachable by their users whatever the checkout's parents are.
+# shellcheck source=scripts/servers/cache.sh
+source "$SERVERS_DIR/cache.sh"
 # shellcheck disable=SC2034 # used by the scripts that source this file
-CACHE=${SMTP_SERVERS_CACHE:-$REPO/.cache/servers}
+CACHE=$(srv_default_cache)
 START_TIMEOUT=${SMTP_SERVERS_START_TIMEOUT:-30}
 STOP_GRACE=${SMTP_SERVERS_STOP_GRACE:-4}
 
@@ -27,6 +31,11 @@ STOP_GRACE=${SMTP_SERVERS_STOP_GRACE:-4}
 LOCAL_DOMAIN=example.test
 # shellcheck disable=SC2034
 SERVER_HOSTNAME=mx.example.test
+# SMTP_SERVERS_ANY_LOCAL_PART=1: Postfix, Exim and OpenSMTPD accept every local part of example.test (not
+# only user and postmaster), each stored in the one Maildir: the "any-local-part domain" setup where a
+# store per recipient keeps one copy for each accepted recipient (issue 11, finding 14).
+# shellcheck disable=SC2034
+ANY_LOCAL_PART=${SMTP_SERVERS_ANY_LOCAL_PART:-}
 
 srv_usage() {
     cat >&2 <<EOF

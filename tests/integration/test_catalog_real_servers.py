@@ -16,7 +16,7 @@ import pytest
 from conformance.baseline import compare, format_comparison, load_baseline
 from tests.support import REPO, SCENARIOS, real_server, run_suite
 
-SERVERS = ["builtin", "postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev"]
+SERVERS = ["builtin", "postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev", "haraka"]
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from tests.support import missing
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = REPO / "scripts" / "servers"
-NAMES = ["postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev"]
+NAMES = ["postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev", "haraka"]
 CATCH_ALL = {"maildev"}  # accepts every recipient by design
 SINGLE_INSTANCE = {"opensmtpd"}  # compiled-in control socket and queue
 DELIVERY_TIMEOUT = 20.0

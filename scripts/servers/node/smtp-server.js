@@ -2,7 +2,7 @@
 // Nodemailer's smtp-server library on 127.0.0.1, behaving like a small
 // local-only MTA. Run by scripts/servers/smtp-server (see README.md there):
 //
-//   NODE_PATH=.cache/servers/node/node_modules node smtp-server.js PORT MAILDIR
+//   NODE_PATH=$CACHE/node/node_modules node smtp-server.js PORT MAILDIR
 //
 // - user@example.test, postmaster@example.test and a bare "postmaster" are
 //   accepted; every message is written once per recipient into the Maildir
