@@ -1,4 +1,5 @@
-"""The `smtp-conformance` command: run (wraps pytest), list, validate, coverage, catalog, cleanup.
+"""smtp-conformance: SMTP server conformance suite (run, list, validate, coverage, catalog, merge, compare, diff,
+grade, deviations, cleanup).
 
 Exit codes: 0 no FAIL/ERROR; 1 at least one FAIL or ERROR (or NON-STRICT with --strict);
 2 usage, configuration or scenario errors (one `file:line: problem` line each, no traceback).
@@ -60,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         problems.extend(str(p) for p in file_problems)
     _, wrong = parameter_changes(_given_parameters(args))
     problems += [f"--{key.replace('_', '-')}: {message}" for key, message in wrong]
+    if not catalog.problems:
+        problems += selection_problems(catalog.scenarios, args.tag or [], args.k)
     if problems:
         for line in problems:
             print(line, file=sys.stderr)
@@ -110,6 +113,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return {0: EXIT_OK, 1: EXIT_FAILURES}.get(code, EXIT_USAGE)
 
 
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def selection_problems(scenarios: list[Scenario], tags: list[str], keyword: str | None) -> list[str]:
+    """A selection that can select nothing is a mistake to name before anything runs (or is overwritten)."""
+    known = sorted({t for s in scenarios for t in s.tags})
+    problems = [f"--tag {tag}: no scenario has this tag{_did_you_mean(tag, known)} (list them: list --tags)"
+                for tag in tags if tag not in known]
+    # a plain word for -k is matched by pytest as a case-insensitive substring of the test names
+    if keyword and keyword.replace("-", "").replace(".", "").replace("_", "").isalnum():
+        chosen = [s for s in scenarios if not tags or set(tags) & set(s.tags)]
+        ids = [s.id for s in chosen]
+        # pytest also matches the file's and folders' names and the markers (tags)
+        names = ids + [part for s in chosen for part in (*Path(s.file).parts[-2:], *s.tags)]
+        if not any(keyword.lower() in n.lower() for n in names):
+            problems.append(f"-k {keyword}: selects no scenario{_did_you_mean(keyword, ids)}")
+    return problems
+
+
 # ----- list / validate ----------------------------------------------------------------------------------
 def scenario_summary(s: Scenario) -> dict[str, Any]:
     return {"id": s.id, "title": s.title, "rfc": s.rfc, "section": s.section, "level": s.level.value,
@@ -125,6 +151,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     scenarios = sorted_scenarios(catalog.scenarios)
     if args.tag:
         scenarios = [s for s in scenarios if set(args.tag) & set(s.tags)]
+    if args.tags:
+        counts: dict[str, int] = {}
+        for s in scenarios:
+            for tag in s.tags:
+                counts[tag] = counts.get(tag, 0) + 1
+        if args.format == "json":
+            print(json.dumps(counts, indent=1, sort_keys=True))
+        else:
+            for tag, n in sorted(counts.items()):
+                print(f"{tag:<24} {n}")
+        return EXIT_OK
     if args.format == "json":
         print(json.dumps([scenario_summary(s) for s in scenarios], indent=1))
         return EXIT_OK
@@ -140,7 +177,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    catalog = load_catalog(args.paths, check_quotes=True)
+    catalog = load_catalog((args.paths or []) + (args.scenarios or []), check_quotes=True)
     if _print_problems(catalog):
         print(f"{len(catalog.problems)} problem(s)", file=sys.stderr)
         return EXIT_USAGE
@@ -253,8 +290,22 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 # ----- argument parsing ---------------------------------------------------------------------------------
+EXIT_CODES = ("exit codes: 0 no FAIL or ERROR; 1 at least one FAIL or ERROR (or NON-STRICT with --strict); "
+              "2 usage, configuration or scenario error; 130 interrupted")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("smtp-conformance")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _add_run_parser(sub: Any) -> None:
-    run = sub.add_parser("run", help="run the scenarios against targets (wraps pytest)")
+    run = sub.add_parser("run", help="run the scenarios against targets (wraps pytest)", epilog=EXIT_CODES,
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     run.add_argument("--target", action="append", default=[], metavar="TARGET",
                      help="builtin | HOST:PORT | cmd:COMMAND-WITH-{port} | image:NAME | preset:NAME, "
                           "optionally LABEL=TARGET; repeatable (default: builtin)")
@@ -281,19 +332,23 @@ def _add_run_parser(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smtp-conformance", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="smtp-conformance", description=" ".join(__doc__.split("\n\n")[0].split()),
+                                     epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_run_parser(sub)
 
     lst = sub.add_parser("list", help="the catalog: id, level, RFC section, title")
     lst.add_argument("--format", choices=["text", "json"], default="text")
-    lst.add_argument("--tag", action="append")
+    lst.add_argument("--tag", action="append", help="only scenarios with this tag (repeatable)")
+    lst.add_argument("--tags", action="store_true", help="list the tags and how many scenarios carry each")
     lst.add_argument("--scenarios", action="append", metavar="PATH")
     lst.set_defaults(func=cmd_list)
 
     val = sub.add_parser("validate", help="check scenario files; one file:line: problem per mistake")
     val.add_argument("paths", nargs="*", help="files or folders (default: scenarios/)")
+    val.add_argument("--scenarios", action="append", metavar="PATH", help="files or folders, like PATHS")
     val.set_defaults(func=cmd_validate)
 
     cov = sub.add_parser("coverage", help="requirement sentences covered by scenarios, per RFC and level")
@@ -366,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `smtp-conformance list | head`: the reader left; say nothing more (and not on flush at exit)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":
