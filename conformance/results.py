@@ -29,6 +29,8 @@ def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str
         "quote": scenario.quote,
         "requirements": list(scenario.requirements),
         "tags": list(scenario.tags),
+        "requires": list(scenario.requires),  # with `needs`: lets reports say why a scenario could not run
+        "needs": list(scenario.needs),
         "file": scenario.file,
         "line": scenario.line,
         "nodeid": "",

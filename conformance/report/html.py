@@ -27,11 +27,30 @@ from types import SimpleNamespace as _NS
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
-__all__ = ["OUTCOMES", "render_html", "write_html", "sanitize_token", "result_anchor"]
+from . import findings as fnd
+
+__all__ = ["OUTCOMES", "render_html", "write_html", "sanitize_token", "result_anchor", "wire_markup",
+           "visible_markup", "visible_text"]
 
 # Display order of the outcome classes (docs/results-format.md, "Outcomes").
 OUTCOMES: tuple[str, ...] = ("pass", "fail", "non-strict", "info", "unsupported", "skipped", "error")
+
+# Readable without colour: every outcome has a symbol and a word (legend, cells, badges).
+SYMBOLS = {"pass": "\u2713", "fail": "\u2717", "non-strict": "!", "info": "i", "unsupported": "\u2013",
+           "skipped": "\u25cb", "error": "\u26a0"}
+WORDS = {"pass": "PASS", "fail": "FAIL", "non-strict": "NON-STRICT", "info": "INFO", "unsupported": "UNSUPPORTED",
+         "skipped": "SKIPPED", "error": "ERROR"}
+MEANINGS = {
+    "pass": "behaviour the RFC allows",
+    "fail": "a MUST / MUST NOT broken",
+    "non-strict": "a SHOULD / SHOULD NOT broken (still conformant)",
+    "info": "the RFC leaves it open; which way the server went",
+    "unsupported": "could not run: extension not offered, or a parameter (mailbox, credentials) missing",
+    "skipped": "excluded by selection, profile or configuration",
+    "error": "the harness could not judge (never the server's fault)",
+}
 
 # Cell text when a result has no decisive reply code.
 _MARKERS = {"timeout": "T/O", "reset": "RST"}
@@ -54,6 +73,8 @@ def _environment() -> jinja2.Environment:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
+        _env.filters["wire"] = wire_markup
+        _env.filters["visible"] = visible_markup
     return _env
 
 
@@ -99,6 +120,48 @@ def _s(value: Any) -> str:
     if isinstance(value, dict | list | tuple):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)
+
+
+# Server bytes arrive escaped (docs/results-format.md, "Escaping"); these show them as visible, styled
+# escapes. Raw control characters (which must not occur, but hostile data is hostile) are made visible too.
+_WIRE_RE = re.compile(r"\\r\\n|\\(?:\\|r|n|t|0|x[0-9a-fA-F]{2})|[\x00-\x1f\x7f]")
+_CTL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_WIRE_GLYPHS = {"\\r\\n": "\u240d\u240a", "\\r": "\u240d", "\\n": "\u240a", "\\t": "\u2409", "\\0": "\\x00"}
+
+
+def _esc_span(text: str) -> str:
+    return f'<i class="e">{text}</i>'
+
+
+def _wire_token(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if token == "\\\\":
+        return "\\"
+    if len(token) == 1:  # a raw control character
+        return _esc_span(f"\\x{ord(token):02x}")
+    return _esc_span(_WIRE_GLYPHS.get(token, token.lower()))
+
+
+def wire_markup(value: Any) -> Markup:
+    """Escaped server bytes as HTML: CR LF as \u240d\u240a, other controls as \\xHH, each in a styled span."""
+    text = str(escape(_s(value)))  # & < > " ' first; the escape notation has none of them
+    if "\\" not in text and not _CTL_RE.search(text) and "\n" not in text and "\r" not in text:
+        return Markup(text)
+    return Markup(_WIRE_RE.sub(_wire_token, text))
+
+
+def visible_text(value: Any) -> str:
+    """Plain text with raw control characters (other than TAB, LF, CR) written as \\xHH: for attributes."""
+    text = _s(value)
+    return _CTL_RE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text) if _CTL_RE.search(text) else text
+
+
+def visible_markup(value: Any) -> Markup:
+    """Text (YAML, quotes, titles) as HTML with raw control characters shown as styled \\xHH escapes."""
+    text = str(escape(_s(value)))
+    if not _CTL_RE.search(text):
+        return Markup(text)
+    return Markup(_CTL_RE.sub(lambda m: _esc_span(f"\\x{ord(m.group(0)):02x}"), text))
 
 
 def _list(value: Any) -> list[Any]:
@@ -184,7 +247,9 @@ def _transcript(entries: Iterable[Any]) -> list[_NS]:
         direction = _s(entry.get("dir"))
         label, arrow, cls = _DIRECTIONS.get(direction, (direction, "?", "dir-ev"))
         t = _fmt_seconds(entry.get("t")).rjust(8)
-        lines.append(_NS(cls=cls, text=f"{t} {arrow} {label.ljust(2)} {_s(entry.get('data'))}"))
+        data = entry.get("data")
+        shown = visible_markup(data) if direction == "*" else wire_markup(data)
+        lines.append(_NS(cls=cls, text=escape(f"{t} {arrow} {label.ljust(2)} ") + shown))
     return lines
 
 
@@ -199,7 +264,7 @@ def _step(step: Any) -> _NS | None:
         line=_s(step.get("line")),
         yaml=_s(yaml).rstrip("\n"),
         expected=[_s(alt) for alt in _list(step.get("expected"))],
-        actual=_s(step.get("actual")),
+        actual=wire_markup(step.get("actual")),
     )
 
 
@@ -234,6 +299,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
     used_ids: set[str] = set()
     target_token = {label: _unique(sanitize_token(label), used_ids, "t-")[2:] for label in labels}
     rows: dict[str, dict[str, Any]] = {}
+    anchors: dict[int, str] = {}  # id(result) -> its detail anchor, for the findings list
     for r in results:
         sid = _s(r.get("id"))
         label = _s(r.get("target"))
@@ -253,6 +319,8 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
                 "rfc": _s(r.get("rfc")),
                 "section": _s(r.get("section")),
                 "level": _s(r.get("level")),
+                "key": fnd.order_key(r),
+                "category": fnd.category(r)[1],
                 "cells": [None] * len(labels),
                 "details": [],
             }
@@ -262,6 +330,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
             id=sid,
             title=_s(r.get("title")),
             target=label,
+            target_token=target_token[label],
             outcome=outcome,
             cls=cls,
             level=_s(r.get("level")),
@@ -275,7 +344,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
             nodeid=_s(r.get("nodeid")),
             reproduce=_s(r.get("reproduce")),
             duration=_fmt_seconds(r.get("duration_s")),
-            message=_s(r.get("message")),
+            message=wire_markup(r.get("message")),
             branch=_s(r.get("branch")),
             step=_step(r.get("step")),
             codes=", ".join(_NO_CODE if c is None else _s(c) for c in _list(r.get("codes"))),
@@ -283,6 +352,8 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
             connection=_s(r.get("connection")),
             findings=[_s(x) for x in _list(r.get("findings"))],
             transcript=_transcript(_list(r.get("transcript"))),
+            reply=_s(_dict(r.get("step")).get("actual")) or _s(r.get("message")),
+            cause=_s(r.get("cause")),
         )
         row["details"].append(rec)
         col = column[label]
@@ -290,21 +361,26 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
             row["cells"][col] = _NS(
                 cls=cls,
                 outcome=outcome,
+                symbol=SYMBOLS.get(outcome, "?"),
+                word=WORDS.get(outcome, outcome.upper()),
                 text=_cell_text(r),
-                title=_tooltip(outcome, r),
+                title=visible_text(_tooltip(outcome, r)),
                 href="#" + anchor,
                 duration=rec.duration,
             )
+        anchors[id(r)] = anchor
 
-    # Rows ordered by RFC, then section (natural order), then first appearance; group headers.
-    ordered = sorted(rows.values(), key=lambda row: (_natural_key(row["rfc"]), _natural_key(row["section"])))
+    # Rows: RFC 5321 core first, then extensions by RFC number, then security; sections in natural order,
+    # then first appearance; group headers.
+    ordered = sorted(rows.values(), key=lambda row: row["key"])
     body: list[_NS] = []
     details: list[_NS] = []
+    differences: list[_NS] = []
     current_rfc = current_section = None
     for row in ordered:
-        if row["rfc"] != current_rfc:
-            current_rfc, current_section = row["rfc"], None
-            body.append(_NS(kind="rfc", rfc=row["rfc"]))
+        if row["category"] != current_rfc:
+            current_rfc, current_section = row["category"], None
+            body.append(_NS(kind="rfc", rfc=row["rfc"], heading=row["category"]))
         if row["section"] != current_section:
             current_section = row["section"]
             body.append(_NS(kind="section", rfc=row["rfc"], section=row["section"]))
@@ -324,6 +400,11 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
                 )
         body.append(_NS(**row))
         details.extend(sorted(row["details"], key=lambda d: column[d.target]))
+        if row["same"] == "0" and len(labels) > 1:
+            differences.append(_difference(row, labels, column))
+
+    findings = _findings_context(doc, labels, target_token, anchors)
+    pairs = [p.sentence() for p in fnd.pair_summaries(doc, labels)] if len(labels) > 1 else []
 
     targets = []
     for label in labels:
@@ -338,6 +419,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
                 "address": _s(t.get("address")),
                 "spec": _s(t.get("spec")),
                 "banner": banner,
+                "profile": _s(t.get("profile") or _dict(t.get("params")).get("profile")),
                 "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
                 "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
                 "tls": _s(t.get("tls")),
@@ -378,7 +460,57 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
         "body": body,
         "n_rows": len(rows),
         "details": details,
+        "findings": findings,
+        "findings_open": len(labels) <= 4,
+        "pairs": pairs,
+        "differences": differences,
+        "legend": [_NS(cls=o, symbol=SYMBOLS[o], word=WORDS[o], meaning=MEANINGS[o]) for o in OUTCOMES],
+        "symbols": SYMBOLS,
+        "words": WORDS,
     }
+
+
+def _difference(row: dict[str, Any], labels: list[str], column: dict[str, int]) -> _NS:
+    """A differing scenario in the comparison view: each target's outcome and reply line, side by side."""
+    by_target: dict[str, Any] = {}
+    for d in row["details"]:
+        by_target.setdefault(d.target, d)
+    cells = []
+    for label in labels:
+        d = by_target.get(label)
+        if d is None:
+            cells.append(_NS(cls="none", symbol="", word="not run", reply=Markup(""), href=""))
+        else:
+            cells.append(_NS(cls=d.cls, symbol=SYMBOLS.get(d.outcome, "?"), word=WORDS.get(d.outcome, d.outcome),
+                             reply=wire_markup(d.reply), href="#" + d.anchor))
+    return _NS(id=row["id"], title=row["title"], row_id=row["row_id"], rfc=row["rfc"], section=row["section"],
+               cells=cells)
+
+
+def _findings_context(doc: Mapping[str, Any], labels: list[str], tokens: dict[str, str],
+                      anchors: dict[int, str]) -> list[_NS]:
+    """Per target: FAIL then NON-STRICT findings grouped by section, then why scenarios could not run."""
+    found = fnd.findings_by_target(doc)
+    blocked = fnd.blocked_by_target(doc)
+    out = []
+    for label in labels:
+        groups: list[_NS] = []
+        for f in found.get(label, []):
+            key = (f.outcome, f.heading)
+            if not groups or groups[-1].key != key:
+                groups.append(_NS(key=key, heading=f.heading, outcome=f.outcome, items=[]))
+            groups[-1].items.append(_NS(
+                anchor=anchors.get(id(f.result), ""), cls=_outcome_token(f.outcome), outcome=f.outcome,
+                symbol=SYMBOLS.get(f.outcome, "?"), word=WORDS.get(f.outcome, f.outcome.upper()), id=f.id,
+                title=visible_markup(f.title), level=f.level, expected=visible_markup(f.expected),
+                actual=wire_markup(f.actual), baselined=bool(f.result.get("baselined"))))
+        items = found.get(label, [])
+        out.append(_NS(label=label, token=tokens.get(label, sanitize_token(label)), groups=groups,
+                       n_fail=sum(1 for f in items if f.outcome == "fail"),
+                       n_non_strict=sum(1 for f in items if f.outcome == "non-strict"),
+                       blocked=[_NS(reason=b.reason, count=b.count, ids=", ".join(b.ids[:30])
+                                    + (" …" if len(b.ids) > 30 else "")) for b in blocked.get(label, [])]))
+    return out
 
 
 # --------------------------------------------------------------------------- API
