@@ -126,7 +126,8 @@ def _s(value: Any) -> str:
 # escapes. Raw control characters (which must not occur, but hostile data is hostile) are made visible too.
 _WIRE_RE = re.compile(r"\\r\\n|\\(?:\\|r|n|t|0|x[0-9a-fA-F]{2})|[\x00-\x1f\x7f]")
 _CTL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_WIRE_GLYPHS = {"\\r\\n": "\u240d\u240a", "\\r": "\u240d", "\\n": "\u240a", "\\t": "\u2409", "\\0": "\\x00"}
+# CR LF stay `\\r\\n` (styled): the control-picture glyphs are missing from common fonts
+_WIRE_GLYPHS = {"\\0": "\\x00"}
 
 
 def _esc_span(text: str) -> str:
@@ -143,7 +144,7 @@ def _wire_token(match: re.Match[str]) -> str:
 
 
 def wire_markup(value: Any) -> Markup:
-    """Escaped server bytes as HTML: CR LF as \u240d\u240a, other controls as \\xHH, each in a styled span."""
+    """Escaped server bytes as HTML: `\\r\\n`, `\\xHH` … each in a styled span, so they stand out from text."""
     text = str(escape(_s(value)))  # & < > " ' first; the escape notation has none of them
     if "\\" not in text and not _CTL_RE.search(text) and "\n" not in text and "\r" not in text:
         return Markup(text)
@@ -268,6 +269,26 @@ def _step(step: Any) -> _NS | None:
     )
 
 
+def _reply_line(result: Mapping[str, Any]) -> str:
+    """The deciding reply as a line of text: the decisive step's actual, else the last reply line with the
+    decisive code in the transcript (a PASS records no step), else the message."""
+    actual = _s(_dict(result.get("step")).get("actual"))
+    if actual:
+        return actual
+    code = result.get("decisive_code")
+    if code is not None and not isinstance(code, bool):
+        prefix = _s(code)
+        for entry in reversed(_list(result.get("transcript"))):
+            entry = _dict(entry)
+            if entry.get("dir") != "S":
+                continue
+            lines = [x for x in _s(entry.get("data")).split("\\r\\n") if x]
+            for line in reversed(lines):
+                if line.startswith(prefix):
+                    return line
+    return _s(result.get("message"))
+
+
 def _kv(mapping: Any) -> list[tuple[str, str]]:
     return [(_s(k), _s(v)) for k, v in _dict(mapping).items()]
 
@@ -352,7 +373,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
             connection=_s(r.get("connection")),
             findings=[_s(x) for x in _list(r.get("findings"))],
             transcript=_transcript(_list(r.get("transcript"))),
-            reply=_s(_dict(r.get("step")).get("actual")) or _s(r.get("message")),
+            reply=_reply_line(r),
             cause=_s(r.get("cause")),
         )
         row["details"].append(rec)

@@ -357,8 +357,8 @@ def test_detail_contents(doc):
     assert 'class="yaml">- send: &#34;HELO client.example\\r\\n&#34;\n  expect: 250</pre>' in html
     assert "5321-4.1.4-01" in html
     # Transcript: direction arrows and labels.
-    assert '→ C: HELO client.example<i class="e">␍␊</i>' in html
-    assert '← S: 220 mx.example.test ESMTP<i class="e">␍␊</i>' in html
+    assert '→ C: HELO client.example<i class="e">\\r\\n</i>' in html
+    assert '← S: 220 mx.example.test ESMTP<i class="e">\\r\\n</i>' in html
     assert "   0.000 *    connect" in html
 
 
