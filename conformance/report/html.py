@@ -55,6 +55,7 @@ MEANINGS = {
 # Cell text when a result has no decisive reply code.
 _MARKERS = {"timeout": "T/O", "reset": "RST"}
 _NO_CODE = "\u2014"  # em dash
+LEAN_REPORT_RESULTS = 3000  # above this many results, passing results' transcripts stay out of the page
 _TOOLTIP_MAX = 400
 
 _TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -319,6 +320,15 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
     # Element ids are sanitized, so distinct values can collide ("a.b" / "a_b"): suffix -2, -3 …
     used_ids: set[str] = set()
     target_token = {label: _unique(sanitize_token(label), used_ids, "t-")[2:] for label in labels}
+    # Large reports leave the transcripts of PASS / UNSUPPORTED / SKIPPED out of the page (size and load
+    # time, docs/results-format.md); results.json keeps them, and every result has its reproduce command.
+    lean = len(results) > LEAN_REPORT_RESULTS
+
+    def keep_transcript(outcome: str) -> bool:
+        return not lean or outcome not in ("pass", "unsupported", "skipped")
+
+    transcript_note = (f"transcript left out of this page: a report of more than {LEAN_REPORT_RESULTS} results "
+                       "shows only non-passing transcripts (all are in the results JSON)")
     rows: dict[str, dict[str, Any]] = {}
     anchors: dict[int, str] = {}  # id(result) -> its detail anchor, for the findings list
     for r in results:
@@ -372,7 +382,8 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
             decisive_code=_s(r.get("decisive_code")),
             connection=_s(r.get("connection")),
             findings=[_s(x) for x in _list(r.get("findings"))],
-            transcript=_transcript(_list(r.get("transcript"))),
+            transcript=_transcript(_list(r.get("transcript"))) if keep_transcript(outcome) else [],
+            transcript_note=_s(transcript_note) if r.get("transcript") and not keep_transcript(outcome) else "",
             reply=_reply_line(r),
             cause=_s(r.get("cause")),
         )
@@ -397,6 +408,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
     body: list[_NS] = []
     details: list[_NS] = []
     differences: list[_NS] = []
+    detail_groups: list[_NS] = []
     current_rfc = current_section = None
     for row in ordered:
         if row["category"] != current_rfc:
@@ -420,7 +432,13 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
                     duration="",
                 )
         body.append(_NS(**row))
-        details.extend(sorted(row["details"], key=lambda d: column[d.target]))
+        items = sorted(row["details"], key=lambda d: column[d.target])
+        details.extend(items)
+        first = items[0]
+        detail_groups.append(_NS(row_id=row["row_id"], id=row["id"], title=row["title"], level=first.level,
+                                 rfc=first.rfc, section=first.section, quote=first.quote,
+                                 requirements=first.requirements, tags=first.tags, file=first.file,
+                                 line=first.line, items=items))
         if row["same"] == "0" and len(labels) > 1:
             differences.append(_difference(row, labels, column))
 
@@ -481,6 +499,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
         "body": body,
         "n_rows": len(rows),
         "details": details,
+        "detail_groups": detail_groups,
         "findings": findings,
         "findings_open": len(labels) <= 4,
         "pairs": pairs,
