@@ -49,7 +49,9 @@ def test_matrix_shows_and_differences_only_hides_identical_rows(comparison: Path
 
     driver = browser()
     try:
+        driver.set_window_size(1400, 1000)
         driver.get(comparison.as_uri())
+        _shot(driver, "real-servers-findings")
         columns = driver.find_elements(By.CSS_SELECTOR, "table#matrix th.tcol")
         assert [c.get_attribute("data-target") for c in columns] == SERVERS
         rows = driver.find_elements(By.CSS_SELECTOR, "table#matrix tr.row")
@@ -70,6 +72,8 @@ def test_matrix_shows_and_differences_only_hides_identical_rows(comparison: Path
         assert detail.get_attribute("open") is not None
         driver.find_element(By.ID, "f-diff").click()
         assert all(r.is_displayed() for r in same[:20])
+        driver.find_element(By.ID, "differences").location_once_scrolled_into_view  # noqa: B018
+        _shot(driver, "real-servers-differences")
     finally:
         driver.quit()
 
