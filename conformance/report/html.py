@@ -445,6 +445,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
     findings = _findings_context(doc, labels, target_token, anchors)
     pairs = [p.sentence() for p in fnd.pair_summaries(doc, labels)] if len(labels) > 1 else []
 
+    profiles = {_s(r.get("target")): _s(r.get("profile")) for r in results if r.get("profile")}
     targets = []
     for label in labels:
         t = target_docs[label]
@@ -458,7 +459,8 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
                 "address": _s(t.get("address")),
                 "spec": _s(t.get("spec")),
                 "banner": banner,
-                "profile": _s(t.get("profile") or _dict(t.get("params")).get("profile")),
+                "profile": _s(t.get("profile") or _dict(t.get("params")).get("profile")
+                              or profiles.get(label)),
                 "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
                 "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
                 "tls": _s(t.get("tls")),

@@ -457,3 +457,35 @@ def test_ten_thousand_results():
     html = render_html(_doc(targets, results))
     assert html.count('<tr class="row"') == 5000
     assert html.count('<details class="result"') == 10000
+
+
+def test_findings_section_comes_first_and_links_to_details(doc):
+    html = render_html(doc)
+    assert html.index('id="findings"') < html.index('id="matrix"') < html.index('<section class="details">')
+    findings = html.split('id="findings"', 1)[1].split("</section>", 1)[0]
+    items = re.findall(r'<li class="finding" data-outcome="([^"]+)"><a href="#([^"]+)">', findings)
+    # builtin: its NON-STRICT; evil: its FAIL (targets in column order, FAIL before NON-STRICT within one)
+    assert items == [("non-strict", result_anchor("builtin", "data-bare-lf")),
+                     ("fail", result_anchor("evil", "rcpt-before-mail"))]
+    assert "expected</span> <span class=\"mono\">250</span>" in findings
+    # the target that could not run anything says why, with a count
+    assert re.search(r'<tr class="reason"><th>harness could not judge</th><td class="n">2</td>', findings)
+
+
+def test_profile_in_the_headers(doc):
+    doc = copy.deepcopy(doc)
+    doc["targets"][0]["profile"] = "mx"
+    html = render_html(doc)
+    assert "<dt>profile</dt><dd>mx</dd>" in html
+    assert '<a href="#t-builtin">builtin</a> <span class="muted">(mx)</span>' in html
+
+
+def test_large_reports_leave_passing_transcripts_out(doc, monkeypatch):
+    from conformance.report import html as report_html
+
+    monkeypatch.setattr(report_html, "LEAN_REPORT_RESULTS", 5)
+    html = render_html(doc)
+    detail = html.split(f'id="{result_anchor("builtin", "helo-basic")}"', 1)[1].split("</details>", 1)[0]
+    assert 'class="transcript"' not in detail and "transcript left out of this page" in detail
+    failing = html.split(f'id="{result_anchor("evil", "rcpt-before-mail")}"', 1)[1].split("</details>", 1)[0]
+    assert 'class="transcript"' in failing
