@@ -8,6 +8,7 @@ escape `%`, CR, LF, `:` and `,`; messages escape `%`, CR and LF).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ _MAX_MESSAGE = 4000
 DASH = "\u2014"
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _data(text: str) -> str:
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)  # a log line must not carry controls
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 

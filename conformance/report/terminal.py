@@ -6,6 +6,7 @@ Colour only when the stream is a terminal and NO_COLOR is unset (https://no-colo
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -28,7 +29,12 @@ def use_color(stream: TextIO) -> bool:
         return False
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _short(text: str, limit: int = 70) -> str:
+    """Server text is stored escaped; a hostile document must still not drive the terminal: controls as \\xHH."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -45,12 +51,12 @@ def summary_lines(doc: Mapping[str, Any], color: bool = False, per_target: int =
         items = found.get(label, [])
         n_fail = sum(1 for f in items if f.outcome == "fail")
         n_ns = len(items) - n_fail
-        head = f"{label}: {n_fail} FAIL, {n_ns} NON-STRICT"
+        head = f"{_short(label, 60)}: {n_fail} FAIL, {n_ns} NON-STRICT"
         lines.append(paint("head", head))
         for f in items[:per_target]:
             word = _WORD.get(f.outcome, f.outcome.upper())
             base = " (baselined)" if f.result.get("baselined") else ""
-            lines.append(f"  {paint(f.outcome, f'{word:<10}')} {f.where:<18} {f.id}{base}: expected "
+            lines.append(f"  {paint(f.outcome, f'{word:<10}')} {f.where:<18} {_short(f.id, 120)}{base}: expected "
                          f"{_short(f.expected or '-', 40)} / actual {_short(f.actual or '-')}  "
                          + paint("muted", f"{f.file}:{f.line}"))
         if len(items) > per_target:

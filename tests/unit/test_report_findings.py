@@ -99,3 +99,17 @@ def test_markdown_cannot_be_broken_by_server_text() -> None:
     line = next(x for x in markdown.splitlines() if "`evil`" in x)
     assert "``250 a\\|b `x` <img src=x>``" in line
     assert "\\<b\\>t\\</b\\> \\*x\\*" in line
+
+
+def test_terminal_and_annotations_never_carry_raw_controls() -> None:
+    from conformance.report.github import annotations
+    from conformance.report.terminal import summary_lines
+
+    step = {"line": 4, "file": "f.yaml", "expected": ["503"], "actual": "250 \x1b[2J\x00ok"}
+    doc = _doc([_r("evil\x1b]0;x\x07", "fail", step=step, quote="q\rz")])
+    lines = summary_lines(doc, color=False) + list(annotations(doc))
+    assert all(not any(ch in line for ch in "\x00\x07\x1b\r") for line in lines)
+    assert any("250 \\x1b[2J\\x00ok" in line for line in lines)
+    (annotation,) = [line for line in lines if line.startswith("::error")]
+    assert annotation.startswith("::error file=f.yaml,line=4,title=FAIL evil")
+    assert "\n" not in annotation and "q%0Dz" in annotation
