@@ -146,10 +146,10 @@ def _wire_token(match: re.Match[str]) -> str:
 
 def wire_markup(value: Any) -> Markup:
     """Escaped server bytes as HTML: `\\r\\n`, `\\xHH` … each in a styled span, so they stand out from text."""
-    text = str(escape(_s(value)))  # & < > " ' first; the escape notation has none of them
-    if "\\" not in text and not _CTL_RE.search(text) and "\n" not in text and "\r" not in text:
-        return Markup(text)
-    return Markup(_WIRE_RE.sub(_wire_token, text))
+    html = str(escape(_s(value)))  # & < > " ' first; the escape notation has none of them
+    if not _WIRE_RE.search(html):
+        return Markup(html)
+    return Markup(_WIRE_RE.sub(_wire_token, html))
 
 
 def visible_text(value: Any) -> str:
@@ -300,8 +300,55 @@ def _kv(mapping: Any) -> list[tuple[str, str]]:
 def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
     doc = _dict(results_doc)
     results = [r for r in _list(doc.get("results")) if isinstance(r, Mapping)]
+    target_docs, labels = _columns(doc, results)
+    # Element ids are sanitized, so distinct values can collide ("a.b" / "a_b"): suffix -2, -3 …
+    used_ids: set[str] = set()
+    target_token = {label: _unique(sanitize_token(label), used_ids, "t-")[2:] for label in labels}
+    total_counts = _empty_counts()
+    target_counts = {label: _empty_counts() for label in labels}
+    rows: dict[str, dict[str, Any]] = {}
+    anchors: dict[int, str] = {}  # id(result) -> its detail anchor, for the findings list
+    lean = len(results) > LEAN_REPORT_RESULTS
+    for r in results:
+        outcome = _s(r.get("outcome"))
+        _count(total_counts, outcome)
+        _count(target_counts[_s(r.get("target"))], outcome)
+        anchors[id(r)] = _add_result(rows, r, labels, used_ids, target_token, lean)
+    body, details, groups, differences = _body(rows, labels)
+    profiles = {_s(r.get("target")): _s(r.get("profile")) for r in results if r.get("profile")}
+    targets = [_target_card(label, target_docs[label], target_token[label], target_counts[label],
+                            profiles.get(label, "")) for label in labels]
+    run_info = _run_info(_dict(doc.get("run")))
+    tool = _dict(doc.get("tool"))
+    tool_name = _s(tool.get("name")) or "smtp-conformance"
+    return {
+        "title": f"{tool_name} report" + (f" \u2014 {run_info['started']}" if run_info["started"] else ""),
+        "tool_name": tool_name,
+        "tool_version": _s(tool.get("version")),
+        "format_version": _s(doc.get("format_version")),
+        "run": run_info,
+        "counts": _count_list(total_counts),
+        "total": len(results),
+        "outcomes": OUTCOMES,
+        "targets": targets,
+        "single": len(labels) == 1,
+        "body": body,
+        "n_rows": len(rows),
+        "details": details,
+        "detail_groups": groups,
+        "findings": _findings_context(doc, labels, target_token, anchors),
+        "findings_open": len(labels) <= 4,
+        "pairs": [p.sentence() for p in fnd.pair_summaries(doc, labels)] if len(labels) > 1 else [],
+        "differences": differences,
+        "legend": [_NS(cls=o, symbol=SYMBOLS[o], word=WORDS[o], meaning=MEANINGS[o]) for o in OUTCOMES],
+        "symbols": SYMBOLS,
+        "words": WORDS,
+    }
 
-    # Columns: declared targets in order, then labels only seen in results.
+
+def _columns(doc: Mapping[str, Any], results: list[Mapping[str, Any]]) -> tuple[dict[str, Mapping[str, Any]],
+                                                                                 list[str]]:
+    """Columns: declared targets in order, then labels only seen in results."""
     target_docs: dict[str, Mapping[str, Any]] = {}
     for t in _list(doc.get("targets")):
         if isinstance(t, Mapping):
@@ -312,105 +359,99 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
         if label not in target_docs:
             target_docs[label] = {"label": label}
             labels.append(label)
-    column = {label: i for i, label in enumerate(labels)}
+    return target_docs, labels
 
-    # Per-result records, anchors deduplicated, and rows keyed by scenario id.
-    total_counts = _empty_counts()
-    target_counts = {label: _empty_counts() for label in labels}
-    # Element ids are sanitized, so distinct values can collide ("a.b" / "a_b"): suffix -2, -3 …
-    used_ids: set[str] = set()
-    target_token = {label: _unique(sanitize_token(label), used_ids, "t-")[2:] for label in labels}
-    # Large reports leave the transcripts of PASS / UNSUPPORTED / SKIPPED out of the page (size and load
-    # time, docs/results-format.md); results.json keeps them, and every result has its reproduce command.
-    lean = len(results) > LEAN_REPORT_RESULTS
 
-    def keep_transcript(outcome: str) -> bool:
-        return not lean or outcome not in ("pass", "unsupported", "skipped")
-
-    transcript_note = (f"transcript left out of this page: a report of more than {LEAN_REPORT_RESULTS} results "
-                       "shows only non-passing transcripts (all are in the results JSON)")
-    rows: dict[str, dict[str, Any]] = {}
-    anchors: dict[int, str] = {}  # id(result) -> its detail anchor, for the findings list
-    for r in results:
-        sid = _s(r.get("id"))
-        label = _s(r.get("target"))
-        outcome = _s(r.get("outcome"))
-        cls = _outcome_token(outcome)
-        _count(total_counts, outcome)
-        _count(target_counts[label], outcome)
-
-        anchor = _unique(result_anchor(label, sid), used_ids)
-
-        row = rows.get(sid)
-        if row is None:
-            row = rows[sid] = {
-                "id": sid,
-                "row_id": _unique("s-" + sanitize_token(sid), used_ids),
-                "title": _s(r.get("title")),
-                "rfc": _s(r.get("rfc")),
-                "section": _s(r.get("section")),
-                "level": _s(r.get("level")),
-                "key": fnd.order_key(r),
-                "category": fnd.category(r)[1],
-                "cells": [None] * len(labels),
-                "details": [],
-            }
-        rec = _NS(
-            anchor=anchor,
-            row_id=row["row_id"],
-            id=sid,
-            title=_s(r.get("title")),
-            target=label,
-            target_token=target_token[label],
+def _add_result(rows: dict[str, dict[str, Any]], r: Mapping[str, Any], labels: list[str], used_ids: set[str],
+                target_token: dict[str, str], lean: bool) -> str:
+    """One result: its detail record, and its cell in the row of its scenario id; returns its anchor."""
+    sid = _s(r.get("id"))
+    label = _s(r.get("target"))
+    outcome = _s(r.get("outcome"))
+    anchor = _unique(result_anchor(label, sid), used_ids)
+    row = rows.get(sid)
+    if row is None:
+        row = rows[sid] = {
+            "id": sid,
+            "row_id": _unique("s-" + sanitize_token(sid), used_ids),
+            "title": _s(r.get("title")),
+            "rfc": _s(r.get("rfc")),
+            "section": _s(r.get("section")),
+            "level": _s(r.get("level")),
+            "key": fnd.order_key(r),
+            "category": fnd.category(r)[1],
+            "cells": [None] * len(labels),
+            "details": [],
+        }
+    rec = _record(r, anchor, row["row_id"], target_token[label], lean)
+    row["details"].append(rec)
+    col = labels.index(label)
+    if row["cells"][col] is None:  # a repeated (target, id) pair: the first one gets the cell
+        row["cells"][col] = _NS(
+            cls=rec.cls,
             outcome=outcome,
-            cls=cls,
-            level=_s(r.get("level")),
-            rfc=_s(r.get("rfc")),
-            section=_s(r.get("section")),
-            quote=_s(r.get("quote")),
-            requirements=[_s(x) for x in _list(r.get("requirements"))],
-            tags=[_s(x) for x in _list(r.get("tags"))],
-            file=_s(r.get("file")),
-            line=_s(r.get("line")),
-            nodeid=_s(r.get("nodeid")),
-            reproduce=_s(r.get("reproduce")),
-            duration=_fmt_seconds(r.get("duration_s")),
-            message=wire_markup(r.get("message")),
-            branch=_s(r.get("branch")),
-            step=_step(r.get("step")),
-            codes=", ".join(_NO_CODE if c is None else _s(c) for c in _list(r.get("codes"))),
-            decisive_code=_s(r.get("decisive_code")),
-            connection=_s(r.get("connection")),
-            findings=[_s(x) for x in _list(r.get("findings"))],
-            transcript=_transcript(_list(r.get("transcript"))) if keep_transcript(outcome) else [],
-            transcript_note=_s(transcript_note) if r.get("transcript") and not keep_transcript(outcome) else "",
-            reply=_reply_line(r),
-            cause=_s(r.get("cause")),
+            symbol=SYMBOLS.get(outcome, "?"),
+            word=WORDS.get(outcome, outcome.upper()),
+            text=_cell_text(r),
+            title=visible_text(_tooltip(outcome, r)),
+            href="#" + anchor,
+            duration=rec.duration,
         )
-        row["details"].append(rec)
-        col = column[label]
-        if row["cells"][col] is None:  # a repeated (target, id) pair: the first one gets the cell
-            row["cells"][col] = _NS(
-                cls=cls,
-                outcome=outcome,
-                symbol=SYMBOLS.get(outcome, "?"),
-                word=WORDS.get(outcome, outcome.upper()),
-                text=_cell_text(r),
-                title=visible_text(_tooltip(outcome, r)),
-                href="#" + anchor,
-                duration=rec.duration,
-            )
-        anchors[id(r)] = anchor
+    return anchor
 
-    # Rows: RFC 5321 core first, then extensions by RFC number, then security; sections in natural order,
-    # then first appearance; group headers.
-    ordered = sorted(rows.values(), key=lambda row: row["key"])
+
+# Large reports leave the transcripts of PASS / UNSUPPORTED / SKIPPED out of the page (size and load time,
+# docs/results-format.md); the results JSON keeps them, and every result has its reproduce command.
+_LEAN_NOTE = ("transcript left out of this page: a report of more than {n} results shows only non-passing "
+              "transcripts (all are in the results JSON)")
+
+
+def _record(r: Mapping[str, Any], anchor: str, row_id: str, target_token: str, lean: bool) -> _NS:
+    outcome = _s(r.get("outcome"))
+    keep = not lean or outcome not in ("pass", "unsupported", "skipped")
+    return _NS(
+        anchor=anchor,
+        row_id=row_id,
+        id=_s(r.get("id")),
+        title=_s(r.get("title")),
+        target=_s(r.get("target")),
+        target_token=target_token,
+        outcome=outcome,
+        cls=_outcome_token(outcome),
+        level=_s(r.get("level")),
+        rfc=_s(r.get("rfc")),
+        section=_s(r.get("section")),
+        quote=_s(r.get("quote")),
+        requirements=[_s(x) for x in _list(r.get("requirements"))],
+        tags=[_s(x) for x in _list(r.get("tags"))],
+        file=_s(r.get("file")),
+        line=_s(r.get("line")),
+        nodeid=_s(r.get("nodeid")),
+        reproduce=_s(r.get("reproduce")),
+        duration=_fmt_seconds(r.get("duration_s")),
+        message=wire_markup(r.get("message")),
+        cause=_s(r.get("cause")),
+        branch=_s(r.get("branch")),
+        step=_step(r.get("step")),
+        codes=", ".join(_NO_CODE if c is None else _s(c) for c in _list(r.get("codes"))),
+        decisive_code=_s(r.get("decisive_code")),
+        connection=_s(r.get("connection")),
+        findings=[_s(x) for x in _list(r.get("findings"))],
+        transcript=_transcript(_list(r.get("transcript"))) if keep else [],
+        transcript_note="" if keep or not r.get("transcript") else _LEAN_NOTE.format(n=LEAN_REPORT_RESULTS),
+        reply=_reply_line(r),
+    )
+
+
+def _body(rows: dict[str, dict[str, Any]], labels: list[str]) -> tuple[list[_NS], list[_NS], list[_NS], list[_NS]]:
+    """Matrix rows (RFC 5321 core first, then extensions by RFC number, then security; sections in natural
+    order, then first appearance) with group headers; the details grouped by scenario; the differences."""
     body: list[_NS] = []
     details: list[_NS] = []
+    groups: list[_NS] = []
     differences: list[_NS] = []
-    detail_groups: list[_NS] = []
     current_rfc = current_section = None
-    for row in ordered:
+    for row in sorted(rows.values(), key=lambda row: row["key"]):
         if row["category"] != current_rfc:
             current_rfc, current_section = row["category"], None
             body.append(_NS(kind="rfc", rfc=row["rfc"], heading=row["category"]))
@@ -423,96 +464,61 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
         row["kind"] = "row"
         for i, cell in enumerate(row["cells"]):
             if cell is None:
-                row["cells"][i] = _NS(
-                    cls="none",
-                    outcome="",
-                    text="",
-                    title=f"not run against {labels[i]}",
-                    href="",
-                    duration="",
-                )
+                row["cells"][i] = _NS(cls="none", outcome="", symbol="", word="", text="",
+                                      title=f"not run against {labels[i]}", href="", duration="")
         body.append(_NS(**row))
-        items = sorted(row["details"], key=lambda d: column[d.target])
+        items = sorted(row["details"], key=lambda d: labels.index(d.target))
         details.extend(items)
-        first = items[0]
-        detail_groups.append(_NS(row_id=row["row_id"], id=row["id"], title=row["title"], level=first.level,
-                                 rfc=first.rfc, section=first.section, quote=first.quote,
-                                 requirements=first.requirements, tags=first.tags, file=first.file,
-                                 line=first.line, items=items))
+        groups.append(_detail_group(row, items))
         if row["same"] == "0" and len(labels) > 1:
-            differences.append(_difference(row, labels, column))
+            differences.append(_difference(row, labels))
+    return body, details, groups, differences
 
-    findings = _findings_context(doc, labels, target_token, anchors)
-    pairs = [p.sentence() for p in fnd.pair_summaries(doc, labels)] if len(labels) > 1 else []
 
-    profiles = {_s(r.get("target")): _s(r.get("profile")) for r in results if r.get("profile")}
-    targets = []
-    for label in labels:
-        t = target_docs[label]
-        logs = [(k, v) for k, v in _kv(t.get("logs")) if v]
-        banner = _s(t.get("banner"))
-        targets.append(
-            {
-                "label": label,
-                "token": target_token[label],
-                "kind": _s(t.get("kind")),
-                "address": _s(t.get("address")),
-                "spec": _s(t.get("spec")),
-                "banner": banner,
-                "profile": _s(t.get("profile") or _dict(t.get("params")).get("profile")
-                              or profiles.get(label)),
-                "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
-                "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
-                "tls": _s(t.get("tls")),
-                "params": _kv(t.get("params")),
-                "details": _kv(t.get("details")),
-                "error": _s(t.get("error")),
-                "logs": logs,
-                "counts": _count_list(target_counts[label]),
-                "total": sum(target_counts[label].values()),
-            }
-        )
+def _detail_group(row: dict[str, Any], items: list[_NS]) -> _NS:
+    """A scenario's text (quote, requirements, tags, file) once, above its per-target results."""
+    first = items[0]
+    return _NS(row_id=row["row_id"], id=row["id"], title=row["title"], level=first.level, rfc=first.rfc,
+               section=first.section, quote=first.quote, requirements=first.requirements, tags=first.tags,
+               file=first.file, line=first.line, items=items)
 
-    tool = _dict(doc.get("tool"))
-    run = _dict(doc.get("run"))
-    tool_name = _s(tool.get("name")) or "smtp-conformance"
-    tool_version = _s(tool.get("version"))
+
+def _target_card(label: str, t: Mapping[str, Any], token: str, counts: dict[str, int],
+                 result_profile: str = "") -> dict[str, Any]:
+    return {
+        "label": label,
+        "token": token,
+        "kind": _s(t.get("kind")),
+        "address": _s(t.get("address")),
+        "spec": _s(t.get("spec")),
+        "banner": _s(t.get("banner")),
+        "profile": _s(t.get("profile") or _dict(t.get("params")).get("profile") or result_profile),
+        "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
+        "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
+        "tls": _s(t.get("tls")),
+        "params": _kv(t.get("params")),
+        "details": _kv(t.get("details")),
+        "error": _s(t.get("error")),
+        "logs": [(k, v) for k, v in _kv(t.get("logs")) if v],
+        "counts": _count_list(counts),
+        "total": sum(counts.values()),
+    }
+
+
+def _run_info(run: Mapping[str, Any]) -> dict[str, str]:
     argv = run.get("argv")
     if isinstance(argv, list | tuple):
         argv = " ".join(_s(a) for a in argv)
-    run_info = {
+    return {
         "started": _s(run.get("started")),
         "finished": _s(run.get("finished")),
         "duration": _fmt_seconds(run.get("duration_s"), 2),
         "argv": _s(argv),
         "strict": "yes" if run.get("strict") else "no",
     }
-    return {
-        "title": f"{tool_name} report" + (f" \u2014 {run_info['started']}" if run_info["started"] else ""),
-        "tool_name": tool_name,
-        "tool_version": tool_version,
-        "format_version": _s(doc.get("format_version")),
-        "run": run_info,
-        "counts": _count_list(total_counts),
-        "total": len(results),
-        "outcomes": OUTCOMES,
-        "targets": targets,
-        "single": len(labels) == 1,
-        "body": body,
-        "n_rows": len(rows),
-        "details": details,
-        "detail_groups": detail_groups,
-        "findings": findings,
-        "findings_open": len(labels) <= 4,
-        "pairs": pairs,
-        "differences": differences,
-        "legend": [_NS(cls=o, symbol=SYMBOLS[o], word=WORDS[o], meaning=MEANINGS[o]) for o in OUTCOMES],
-        "symbols": SYMBOLS,
-        "words": WORDS,
-    }
 
 
-def _difference(row: dict[str, Any], labels: list[str], column: dict[str, int]) -> _NS:
+def _difference(row: dict[str, Any], labels: list[str]) -> _NS:
     """A differing scenario in the comparison view: each target's outcome and reply line, side by side."""
     by_target: dict[str, Any] = {}
     for d in row["details"]:

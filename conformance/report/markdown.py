@@ -21,13 +21,13 @@ MAX_FINDINGS_PER_TARGET = 200  # beyond that, a line points to the HTML report
 MAX_BYTES = 900_000
 
 
-def _code(text: str, limit: int = 160) -> str:
+def _code(value: str, limit: int = 160) -> str:
     """Inline code that survives any content: backticks cannot close it, pipes cannot split a table."""
-    text = text if len(text) <= limit else text[: limit - 1] + "\u2026"
-    text = text.replace("|", "\\|")
-    fence = "``" if "`" in text else "`"
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}" if text else "\u2014"
+    value = value if len(value) <= limit else value[: limit - 1] + "\u2026"
+    value = value.replace("|", "\\|")
+    fence = "``" if "`" in value else "`"
+    pad = " " if value[:1] == "`" or value[-1:] == "`" else ""
+    return f"{fence}{pad}{value}{pad}{fence}" if value else "\u2014"
 
 
 def _plain(text: str) -> str:
