@@ -28,19 +28,26 @@ NO_MAILBOX = "no mailbox"
 NO_CREDENTIALS = "no credentials"
 NOT_OFFERED = "extension not offered"
 SETUP_REFUSED = "setup refused by policy"
+TRANSIENT = "server unavailable for now (421 / 454)"
+UNREACHABLE = "target not reachable / no greeting"
+TIME_LIMIT = "target's time limit used up"
 MISSING_VALUE = "server reply lacked a needed value"
 WRONG_TRANSPORT = "needs another transport (TLS mode)"
 NOT_APPLICABLE = "not applicable to this profile / excluded"
 HARNESS = "harness could not judge"
 OTHER = "other"
-REASON_ORDER = (NO_MAILBOX, NO_CREDENTIALS, NOT_OFFERED, SETUP_REFUSED, MISSING_VALUE, WRONG_TRANSPORT,
-                NOT_APPLICABLE, HARNESS, OTHER)
+REASON_ORDER = (NO_MAILBOX, NO_CREDENTIALS, NOT_OFFERED, SETUP_REFUSED, TRANSIENT, MISSING_VALUE, WRONG_TRANSPORT,
+                TIME_LIMIT, NOT_APPLICABLE, UNREACHABLE, HARNESS, OTHER)
 
 # Causes (contract C1, conformance.model.Cause) that mean "the requirement was never reached".
 _CAUSE_REASON = {
     "unsupported-extension": NOT_OFFERED,
     "setup-refused": SETUP_REFUSED,
-    "transient": SETUP_REFUSED,
+    "transient": TRANSIENT,
+    "time-limit": TIME_LIMIT,
+    "not-started": UNREACHABLE,
+    "no-greeting": UNREACHABLE,
+    "refused": UNREACHABLE,
     "harness": HARNESS,
 }
 _CORE_RFC = "5321"
@@ -184,18 +191,18 @@ def blocked_reason(result: Mapping[str, Any], target: Mapping[str, Any] | None =
         # INFO is a judgement, unless a policy reply stopped the dialogue before the checked step
         return _CAUSE_REASON.get(cause) if cause in ("setup-refused", "transient") else None
     if outcome == "error":
-        return HARNESS
+        return _CAUSE_REASON.get(cause, HARNESS)
     if outcome == "skipped":
         return _CAUSE_REASON.get(cause, NOT_APPLICABLE)
     # unsupported
     if cause in _CAUSE_REASON:
         return _CAUSE_REASON[cause]
-    if cause == "missing-parameter":
-        return _missing_parameter(result, needs, params)
     step = result.get("step")
     expected = [_s(x) for x in step.get("expected") or []] if isinstance(step, Mapping) else []
-    if expected == ["a mailbox"]:
+    if expected == ["a mailbox"]:  # the `delivered` step found no mailbox to read
         return NO_MAILBOX
+    if cause == "missing-parameter":
+        return _missing_parameter(result, needs, params)
     if isinstance(step, Mapping):
         return NOT_OFFERED  # a require/starttls step found the keyword missing in this session
     requires = [_s(k).upper() for k in result.get("requires") or []]

@@ -54,6 +54,9 @@ def test_blocked_reasons_from_cause_then_fields_never_message() -> None:
         (_r("c2", "info", cause="setup-refused"), fnd.SETUP_REFUSED),
         (_r("c3", "unsupported", cause="missing-parameter", needs=["credentials"]), fnd.NO_CREDENTIALS),
         (_r("c4", "unsupported", cause="missing-parameter", needs=[]), fnd.MISSING_VALUE),
+        (_r("c5", "unsupported", cause="missing-parameter", step={"expected": ["a mailbox"]}), fnd.NO_MAILBOX),
+        (_r("c6", "error", cause="no-greeting"), fnd.UNREACHABLE),
+        (_r("c7", "info", cause="transient"), fnd.TRANSIENT),
         (_r("f1", "unsupported", requires=["AUTH"], needs=["credentials"]), fnd.NOT_OFFERED),
         (_r("f2", "unsupported", requires=["SIZE"], needs=["credentials"]), fnd.NO_CREDENTIALS),
         (_r("f3", "unsupported", needs=["mailbox"]), fnd.NO_MAILBOX),
@@ -67,7 +70,7 @@ def test_blocked_reasons_from_cause_then_fields_never_message() -> None:
     for result, reason in cases:
         assert fnd.blocked_reason(result, target) == reason, result["id"]
     counted = fnd.blocked_by_target(_doc([r for r, _ in cases], [target]))["a"]
-    assert [(b.reason, b.count) for b in counted][:3] == [(fnd.NO_MAILBOX, 2), (fnd.NO_CREDENTIALS, 2),
+    assert [(b.reason, b.count) for b in counted][:3] == [(fnd.NO_MAILBOX, 3), (fnd.NO_CREDENTIALS, 2),
                                                           (fnd.NOT_OFFERED, 3)]
 
 
