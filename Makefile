@@ -34,6 +34,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_suite.py
+	$(PY) benchmarks/bench_report.py
 
 ## real SMTP servers (Postfix, Exim, OpenSMTPD, aiosmtpd, Node) for the integration tests
 servers: $(STAMP)

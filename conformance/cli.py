@@ -90,7 +90,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.html:
         pytest_args += ["--smtp-html", args.html]
     if args.junit:
-        pytest_args += ["--junitxml", args.junit]
+        pytest_args += ["--junitxml", args.junit, "--smtp-junit-non-strict", args.junit_non_strict]
+    if args.markdown:
+        pytest_args += ["--smtp-markdown", args.markdown]
+    if args.sarif:
+        pytest_args += ["--smtp-sarif", args.sarif]
+    if args.github:
+        pytest_args.append("--smtp-github")
     if args.k:
         pytest_args += ["-k", args.k]
     if args.tag:
@@ -248,11 +254,34 @@ def cmd_merge(args: argparse.Namespace) -> int:
         from .report.html import write_html
 
         write_html(document, Path(args.html))
+    _report_outputs(document, args)
     counts = document["summary"]["outcomes"]
     print(f"merged {len(args.files)} document(s): {document['summary']['total']} results, "
           + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
           + "".join(f"; wrote {p}" for p in (args.json, args.html) if p))
     return EXIT_FAILURES if counts.get("fail") or counts.get("error") else EXIT_OK
+
+
+def _report_outputs(document: dict[str, Any], args: argparse.Namespace) -> None:
+    """--markdown / --sarif / --github for documents read back (merge, compare), as a run writes them."""
+    import os
+
+    from .report.github import annotations, github_enabled
+    from .report.markdown import append_markdown, write_markdown
+    from .report.sarif import write_sarif
+    from .report.terminal import summary_lines, use_color
+
+    if args.markdown:
+        write_markdown(document, Path(args.markdown))
+    if args.sarif:
+        write_sarif(document, Path(args.sarif))
+    for line in summary_lines(document, color=use_color(sys.stdout)):
+        print(line)
+    if github_enabled(args.github):
+        for line in annotations(document):
+            print(line)
+        if os.environ.get("GITHUB_STEP_SUMMARY"):
+            append_markdown(document, Path(os.environ["GITHUB_STEP_SUMMARY"]))
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -314,6 +343,13 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--json", default="reports/results.json", help="results JSON (default %(default)s)")
     run.add_argument("--html", default="reports/index.html", help="HTML report (default %(default)s)")
     run.add_argument("--junit", default="reports/junit.xml", help="JUnit XML (default %(default)s)")
+    run.add_argument("--junit-non-strict", choices=["skipped", "failure", "pass"], default="skipped",
+                     help="NON-STRICT in the JUnit file: skipped with the RFC sentence and transcript (default), "
+                          "failure (the exit code still follows --strict), or pass")
+    run.add_argument("--markdown", metavar="PATH", help="findings-first Markdown summary")
+    run.add_argument("--sarif", metavar="PATH", help="FAIL / NON-STRICT findings as SARIF 2.1.0 (code scanning)")
+    run.add_argument("--github", action="store_true", help="GitHub Actions annotations and step summary "
+                     "(automatic when GITHUB_ACTIONS=true)")
     run.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply")
     run.add_argument("--concurrency", type=int, default=8, help="dialogues at once per process")
     run.add_argument("-n", "--workers", type=int, help="pytest-xdist worker processes")
@@ -331,14 +367,7 @@ def _add_run_parser(sub: Any) -> None:
     run.set_defaults(func=cmd_run)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smtp-conformance", description=" ".join(__doc__.split("\n\n")[0].split()),
-                                     epilog=EXIT_CODES)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    _add_run_parser(sub)
-
+def _add_catalog_parsers(sub: Any) -> None:
     lst = sub.add_parser("list", help="the catalog: id, level, RFC section, title")
     lst.add_argument("--format", choices=["text", "json"], default="text")
     lst.add_argument("--tag", action="append", help="only scenarios with this tag (repeatable)")
@@ -356,6 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
     cov.add_argument("--scenarios", action="append", metavar="PATH")
     cov.set_defaults(func=cmd_coverage)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smtp-conformance", description=" ".join(__doc__.split("\n\n")[0].split()),
+                                     epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_run_parser(sub)
+    _add_catalog_parsers(sub)
     cat = sub.add_parser("catalog", help="generate the browsable markdown catalog (docs/catalog)")
     cat.add_argument("--out", default="docs/catalog")
     cat.add_argument("--scenarios", action="append", metavar="PATH")
@@ -365,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     mrg.add_argument("files", nargs="+", metavar="RESULTS.json")
     mrg.add_argument("--json", default="reports/results.json")
     mrg.add_argument("--html", default="reports/index.html")
+    mrg.add_argument("--markdown", metavar="PATH", help="findings-first Markdown summary")
+    mrg.add_argument("--sarif", metavar="PATH", help="FAIL / NON-STRICT findings as SARIF 2.1.0")
+    mrg.add_argument("--github", action="store_true", help="GitHub Actions annotations and step summary "
+                        "(automatic when GITHUB_ACTIONS=true)")
     mrg.set_defaults(func=cmd_merge)
 
     cmp_ = sub.add_parser("compare", help="servers × scenarios matrix from results of separate runs "
@@ -372,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("files", nargs="+", metavar="RESULTS.json")
     cmp_.add_argument("--json", default="")
     cmp_.add_argument("--html", default="reports/compare.html")
+    cmp_.add_argument("--markdown", metavar="PATH", help="findings-first Markdown summary")
+    cmp_.add_argument("--sarif", metavar="PATH", help="FAIL / NON-STRICT findings as SARIF 2.1.0")
+    cmp_.add_argument("--github", action="store_true", help="GitHub Actions annotations and step summary "
+                        "(automatic when GITHUB_ACTIONS=true)")
     cmp_.set_defaults(func=cmd_merge)
 
     dif = sub.add_parser("diff", help="what changed between two runs")

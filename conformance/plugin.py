@@ -70,6 +70,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "new and fixed deviations are reported")
     group.addoption("--smtp-update-baseline", action="store_true",
                     help="rewrite each target's baseline file from this run (keeps existing reasons)")
+    group.addoption("--smtp-github", action="store_true",
+                    help="GitHub Actions: ::error / ::warning annotations at the scenario line of each FAIL / "
+                         "NON-STRICT, and the Markdown summary appended to $GITHUB_STEP_SUMMARY "
+                         "(automatic when GITHUB_ACTIONS=true)")
+    group.addoption("--smtp-markdown", metavar="PATH", help="write the findings-first Markdown summary here")
+    group.addoption("--smtp-sarif", metavar="PATH", help="write FAIL / NON-STRICT findings as SARIF 2.1.0 here")
+    group.addoption("--smtp-junit-non-strict", choices=["skipped", "failure", "pass"], default="skipped",
+                    help="how NON-STRICT results appear in --junitxml: skipped with the RFC sentence and transcript "
+                         "(default), failure (the exit code still follows --smtp-strict), or pass")
 
 
 class ConfigError(Exception):
@@ -262,6 +271,28 @@ class SmtpSession:
             self.written.append(html_path)
         if self.config.getoption("smtp_update_baseline"):
             self.written.extend(self._update_baselines())
+        self._ci_outputs()
+
+    def _ci_outputs(self) -> None:
+        """Markdown, SARIF, the GitHub step summary, and NON-STRICT made visible in the JUnit file."""
+        from .report.github import github_enabled
+        from .report.junit import mark_non_strict
+        from .report.markdown import append_markdown, write_markdown
+        from .report.sarif import write_sarif
+
+        opt = self.config.getoption
+        if opt("smtp_markdown"):
+            write_markdown(self.document, Path(opt("smtp_markdown")))
+            self.written.append(opt("smtp_markdown"))
+        if opt("smtp_sarif"):
+            write_sarif(self.document, Path(opt("smtp_sarif")))
+            self.written.append(opt("smtp_sarif"))
+        summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+        if github_enabled(opt("smtp_github")) and summary_file:
+            append_markdown(self.document, Path(summary_file))
+        junit = getattr(self.config.option, "xmlpath", None)  # pytest's junitxml wrote it already (we run last)
+        if junit:
+            mark_non_strict(Path(junit), self.results, opt("smtp_junit_non_strict"))
 
     def _document(self) -> dict[str, Any]:
         ordered = []
@@ -312,8 +343,18 @@ class SmtpSession:
                 tr.write_line(f"{label}: NEW {new['outcome'].upper()} {new['id']} (not in the baseline)")
             for fixed in changes["fixed"]:
                 tr.write_line(f"{label}: FIXED {fixed['id']} (the baseline expected {fixed['expected']})")
+        from .report.github import annotations, github_enabled
+        from .report.terminal import summary_lines
+
+        # findings first, as in the reports; pytest's writer decides colour (TTY, NO_COLOR, PY_COLORS)
+        colour = bool(getattr(tr, "hasmarkup", False)) and not os.environ.get("NO_COLOR")
+        for line in summary_lines(self.document, color=colour):
+            tr.write_line(line)
         for path in self.written:
             tr.write_line(f"written: {path}")
+        if github_enabled(self.config.getoption("smtp_github")):
+            for line in annotations(self.document):
+                tr.write_line(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close()

@@ -34,6 +34,8 @@ class Result:
     quote: str
     requirements: list[str]
     tags: list[str]
+    requires: list[str]  # with `needs`: lets reports say why a scenario could not run
+    needs: list[str]
     file: str
     line: int
     nodeid: str = ""
@@ -55,7 +57,8 @@ class Result:
         result = cls(
             id=scenario.id, title=scenario.title, target=target, outcome=outcome.value,
             level=scenario.level.value, rfc=scenario.rfc, section=scenario.section, quote=scenario.quote,
-            requirements=list(scenario.requirements), tags=list(scenario.tags), file=scenario.file,
+            requirements=list(scenario.requirements), tags=list(scenario.tags),
+            requires=list(scenario.requires), needs=list(scenario.needs), file=scenario.file,
             line=scenario.line, message=message, cause=None if cause is None else str(cause),
         )
         if dialogue is not None:

@@ -26,25 +26,41 @@ from pathlib import Path
 from types import SimpleNamespace as _NS
 from typing import Any
 
-from ..failure import Failure, transcript_rows
-from .common import environment as _environment
+from markupsafe import Markup, escape
 
-__all__ = ["OUTCOMES", "render_html", "write_html", "sanitize_token", "result_anchor"]
+from ..failure import Failure, transcript_rows
+from . import findings as fnd
+from .common import environment as _environment
+from .common import visible_markup, visible_text, wire_markup
+
+__all__ = ["OUTCOMES", "render_html", "write_html", "sanitize_token", "result_anchor", "wire_markup",
+           "visible_markup", "visible_text"]
 
 # Display order of the outcome classes (docs/results-format.md, "Outcomes").
 OUTCOMES: tuple[str, ...] = ("pass", "fail", "non-strict", "info", "unsupported", "skipped", "error")
 
+# Readable without colour: every outcome has a symbol and a word (legend, cells, badges).
+SYMBOLS = {"pass": "\u2713", "fail": "\u2717", "non-strict": "!", "info": "i", "unsupported": "\u2013",
+           "skipped": "\u25cb", "error": "\u26a0"}
+WORDS = {"pass": "PASS", "fail": "FAIL", "non-strict": "NON-STRICT", "info": "INFO", "unsupported": "UNSUPPORTED",
+         "skipped": "SKIPPED", "error": "ERROR"}
+MEANINGS = {
+    "pass": "behaviour the RFC allows",
+    "fail": "a MUST / MUST NOT broken",
+    "non-strict": "a SHOULD / SHOULD NOT broken (still conformant)",
+    "info": "the RFC leaves it open; which way the server went",
+    "unsupported": "could not run: extension not offered, or a parameter (mailbox, credentials) missing",
+    "skipped": "excluded by selection, profile or configuration",
+    "error": "the harness could not judge (never the server's fault)",
+}
+
 # Cell text when a result has no decisive reply code.
 _MARKERS = {"timeout": "T/O", "reset": "RST"}
 _NO_CODE = "\u2014"  # em dash
+LEAN_REPORT_RESULTS = 3000  # above this many results, passing results' transcripts stay out of the page
 _TOOLTIP_MAX = 400
 
 _TOKEN_RE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-# --------------------------------------------------------------------------- helpers
-
-
 def _identity_line(details: dict[str, Any], spec: str) -> str:
     """What the column header says besides label and banner: image and digest, server version, or spec."""
     image = _s(details.get("image"))
@@ -159,8 +175,9 @@ _SIDE_CLASS = {"c": "dir-c", "s": "dir-s", "e": "dir-ev"}  # client → server, 
 
 
 def _transcript(entries: Iterable[Any]) -> list[_NS]:
-    rows, _ = transcript_rows(entry if isinstance(entry, Mapping) else {} for entry in entries)
-    return [_NS(cls=_SIDE_CLASS[row.side], text=f"{row.t} {row.arrow} {row.label.ljust(2)} {row.data}") for row in rows]
+    rows, _ = transcript_rows(_dict(entry) for entry in entries)
+    return [_NS(cls=_SIDE_CLASS[row.side], text=escape(f"{row.t} {row.arrow} {row.label.ljust(2)} ")
+                + (visible_markup(row.data) if row.side == "e" else wire_markup(row.data))) for row in rows]
 
 
 def _step(step: Any, failure: Failure) -> _NS | None:
@@ -171,8 +188,28 @@ def _step(step: Any, failure: Failure) -> _NS | None:
         line=_s(step.get("line")),
         yaml=failure.yaml.rstrip("\n"),
         expected=failure.expected,
-        actual=failure.actual,
+        actual=wire_markup(failure.actual),
     )
+
+
+def _reply_line(result: Mapping[str, Any]) -> str:
+    """The deciding reply as a line of text: the decisive step's actual, else the last reply line with the
+    decisive code in the transcript (a PASS records no step), else the message."""
+    actual = _s(_dict(result.get("step")).get("actual"))
+    if actual:
+        return actual
+    code = result.get("decisive_code")
+    if code is not None and not isinstance(code, bool):
+        prefix = _s(code)
+        for entry in reversed(_list(result.get("transcript"))):
+            entry = _dict(entry)
+            if entry.get("dir") != "S":
+                continue
+            lines = [x for x in _s(entry.get("data")).split("\\r\\n") if x]
+            for line in reversed(lines):
+                if line.startswith(prefix):
+                    return line
+    return _s(result.get("message"))
 
 
 def _kv(mapping: Any) -> list[tuple[str, str]]:
@@ -192,13 +229,17 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
     total_counts = _empty_counts()
     target_counts = {label: _empty_counts() for label in labels}
     rows: dict[str, dict[str, Any]] = {}
+    anchors: dict[int, str] = {}  # id(result) -> its detail anchor, for the findings list
+    lean = len(results) > LEAN_REPORT_RESULTS
     for r in results:
         outcome = _s(r.get("outcome"))
         _count(total_counts, outcome)
         _count(target_counts[_s(r.get("target"))], outcome)
-        _add_result(rows, r, labels, used_ids)
-    body, details = _body(rows, labels)
-    targets = [_target_card(label, target_docs[label], target_token[label], target_counts[label]) for label in labels]
+        anchors[id(r)] = _add_result(rows, r, labels, used_ids, target_token, lean)
+    body, details, groups, differences = _body(rows, labels)
+    profiles = {_s(r.get("target")): _s(r.get("profile")) for r in results if r.get("profile")}
+    targets = [_target_card(label, target_docs[label], target_token[label], target_counts[label],
+                            profiles.get(label, "")) for label in labels]
     run_info = _run_info(_dict(doc.get("run")))
     tool = _dict(doc.get("tool"))
     tool_name = _s(tool.get("name")) or "smtp-conformance"
@@ -216,6 +257,14 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
         "body": body,
         "n_rows": len(rows),
         "details": details,
+        "detail_groups": groups,
+        "findings": _findings_context(doc, labels, target_token, anchors),
+        "findings_open": len(labels) <= 4,
+        "pairs": [p.sentence() for p in fnd.pair_summaries(doc, labels)] if len(labels) > 1 else [],
+        "differences": differences,
+        "legend": [_NS(cls=o, symbol=SYMBOLS[o], word=WORDS[o], meaning=MEANINGS[o]) for o in OUTCOMES],
+        "symbols": SYMBOLS,
+        "words": WORDS,
     }
 
 
@@ -235,8 +284,9 @@ def _columns(doc: Mapping[str, Any], results: list[Mapping[str, Any]]) -> tuple[
     return target_docs, labels
 
 
-def _add_result(rows: dict[str, dict[str, Any]], r: Mapping[str, Any], labels: list[str], used_ids: set[str]) -> None:
-    """One result: its detail record, and its cell in the row of its scenario id."""
+def _add_result(rows: dict[str, dict[str, Any]], r: Mapping[str, Any], labels: list[str], used_ids: set[str],
+                target_token: dict[str, str], lean: bool) -> str:
+    """One result: its detail record, and its cell in the row of its scenario id; returns its anchor."""
     sid = _s(r.get("id"))
     label = _s(r.get("target"))
     outcome = _s(r.get("outcome"))
@@ -250,25 +300,37 @@ def _add_result(rows: dict[str, dict[str, Any]], r: Mapping[str, Any], labels: l
             "rfc": _s(r.get("rfc")),
             "section": _s(r.get("section")),
             "level": _s(r.get("level")),
+            "key": fnd.order_key(r),
+            "category": fnd.category(r)[1],
             "cells": [None] * len(labels),
             "details": [],
         }
-    rec = _record(r, anchor, row["row_id"])
+    rec = _record(r, anchor, row["row_id"], target_token[label], lean)
     row["details"].append(rec)
     col = labels.index(label)
     if row["cells"][col] is None:  # a repeated (target, id) pair: the first one gets the cell
         row["cells"][col] = _NS(
             cls=rec.cls,
             outcome=outcome,
+            symbol=SYMBOLS.get(outcome, "?"),
+            word=WORDS.get(outcome, outcome.upper()),
             text=_cell_text(r),
-            title=_tooltip(outcome, r),
+            title=visible_text(_tooltip(outcome, r)),
             href="#" + anchor,
             duration=rec.duration,
         )
+    return anchor
 
 
-def _record(r: Mapping[str, Any], anchor: str, row_id: str) -> _NS:
+# Large reports leave the transcripts of PASS / UNSUPPORTED / SKIPPED out of the page (size and load time,
+# docs/results-format.md); the results JSON keeps them, and every result has its reproduce command.
+_LEAN_NOTE = ("transcript left out of this page: a report of more than {n} results shows only non-passing "
+              "transcripts (all are in the results JSON)")
+
+
+def _record(r: Mapping[str, Any], anchor: str, row_id: str, target_token: str, lean: bool) -> _NS:
     outcome = _s(r.get("outcome"))
+    keep = not lean or outcome not in ("pass", "unsupported", "skipped")
     failure = Failure.of({**r, "transcript": []})
     return _NS(
         anchor=anchor,
@@ -276,6 +338,7 @@ def _record(r: Mapping[str, Any], anchor: str, row_id: str) -> _NS:
         id=_s(r.get("id")),
         title=_s(r.get("title")),
         target=_s(r.get("target")),
+        target_token=target_token,
         outcome=outcome,
         cls=_outcome_token(outcome),
         level=_s(r.get("level")),
@@ -289,7 +352,7 @@ def _record(r: Mapping[str, Any], anchor: str, row_id: str) -> _NS:
         nodeid=_s(r.get("nodeid")),
         reproduce=_s(r.get("reproduce")),
         duration=_fmt_seconds(r.get("duration_s")),
-        message=_s(r.get("message")),
+        message=wire_markup(r.get("message")),
         cause=_s(failure.cause),
         cause_note=failure.cause_note,
         branch=_s(r.get("branch")),
@@ -298,21 +361,24 @@ def _record(r: Mapping[str, Any], anchor: str, row_id: str) -> _NS:
         decisive_code=_s(r.get("decisive_code")),
         connection=_s(r.get("connection")),
         findings=[_s(x) for x in _list(r.get("findings"))],
-        transcript=_transcript(_list(r.get("transcript"))),
+        transcript=_transcript(_list(r.get("transcript"))) if keep else [],
+        transcript_note="" if keep or not r.get("transcript") else _LEAN_NOTE.format(n=LEAN_REPORT_RESULTS),
+        reply=_reply_line(r),
     )
 
 
-def _body(rows: dict[str, dict[str, Any]], labels: list[str]) -> tuple[list[_NS], list[_NS]]:
-    """Rows ordered by RFC, then section (natural order), then first appearance; group headers.
-    (The matrix keeps RFCs in plain numeric order, as tests/unit/test_html_report.py pins it.)"""
-    ordered = sorted(rows.values(), key=lambda row: (_natural_key(row["rfc"]), _natural_key(row["section"])))
+def _body(rows: dict[str, dict[str, Any]], labels: list[str]) -> tuple[list[_NS], list[_NS], list[_NS], list[_NS]]:
+    """Matrix rows (RFC 5321 core first, then extensions by RFC number, then security; sections in natural
+    order, then first appearance) with group headers; the details grouped by scenario; the differences."""
     body: list[_NS] = []
     details: list[_NS] = []
+    groups: list[_NS] = []
+    differences: list[_NS] = []
     current_rfc = current_section = None
-    for row in ordered:
-        if row["rfc"] != current_rfc:
-            current_rfc, current_section = row["rfc"], None
-            body.append(_NS(kind="rfc", rfc=row["rfc"]))
+    for row in sorted(rows.values(), key=lambda row: row["key"]):
+        if row["category"] != current_rfc:
+            current_rfc, current_section = row["category"], None
+            body.append(_NS(kind="rfc", rfc=row["rfc"], heading=row["category"]))
         if row["section"] != current_section:
             current_section = row["section"]
             body.append(_NS(kind="section", rfc=row["rfc"], section=row["section"]))
@@ -322,20 +388,27 @@ def _body(rows: dict[str, dict[str, Any]], labels: list[str]) -> tuple[list[_NS]
         row["kind"] = "row"
         for i, cell in enumerate(row["cells"]):
             if cell is None:
-                row["cells"][i] = _NS(
-                    cls="none",
-                    outcome="",
-                    text="",
-                    title=f"not run against {labels[i]}",
-                    href="",
-                    duration="",
-                )
+                row["cells"][i] = _NS(cls="none", outcome="", symbol="", word="", text="",
+                                      title=f"not run against {labels[i]}", href="", duration="")
         body.append(_NS(**row))
-        details.extend(sorted(row["details"], key=lambda d: labels.index(d.target)))
-    return body, details
+        items = sorted(row["details"], key=lambda d: labels.index(d.target))
+        details.extend(items)
+        groups.append(_detail_group(row, items))
+        if row["same"] == "0" and len(labels) > 1:
+            differences.append(_difference(row, labels))
+    return body, details, groups, differences
 
 
-def _target_card(label: str, t: Mapping[str, Any], token: str, counts: dict[str, int]) -> dict[str, Any]:
+def _detail_group(row: dict[str, Any], items: list[_NS]) -> _NS:
+    """A scenario's text (quote, requirements, tags, file) once, above its per-target results."""
+    first = items[0]
+    return _NS(row_id=row["row_id"], id=row["id"], title=row["title"], level=first.level, rfc=first.rfc,
+               section=first.section, quote=first.quote, requirements=first.requirements, tags=first.tags,
+               file=first.file, line=first.line, items=items)
+
+
+def _target_card(label: str, t: Mapping[str, Any], token: str, counts: dict[str, int],
+                 result_profile: str = "") -> dict[str, Any]:
     return {
         "label": label,
         "token": token,
@@ -343,6 +416,7 @@ def _target_card(label: str, t: Mapping[str, Any], token: str, counts: dict[str,
         "address": _s(t.get("address")),
         "spec": _s(t.get("spec")),
         "banner": _s(t.get("banner")),
+        "profile": _s(t.get("profile") or _dict(t.get("params")).get("profile") or result_profile),
         "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
         "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
         "tls": _s(t.get("tls")),
@@ -366,6 +440,49 @@ def _run_info(run: Mapping[str, Any]) -> dict[str, str]:
         "argv": _s(argv),
         "strict": "yes" if run.get("strict") else "no",
     }
+
+
+def _difference(row: dict[str, Any], labels: list[str]) -> _NS:
+    """A differing scenario in the comparison view: each target's outcome and reply line, side by side."""
+    by_target: dict[str, Any] = {}
+    for d in row["details"]:
+        by_target.setdefault(d.target, d)
+    cells = []
+    for label in labels:
+        d = by_target.get(label)
+        if d is None:
+            cells.append(_NS(cls="none", symbol="", word="not run", reply=Markup(""), href=""))
+        else:
+            cells.append(_NS(cls=d.cls, symbol=SYMBOLS.get(d.outcome, "?"), word=WORDS.get(d.outcome, d.outcome),
+                             reply=wire_markup(d.reply), href="#" + d.anchor))
+    return _NS(id=row["id"], title=row["title"], row_id=row["row_id"], rfc=row["rfc"], section=row["section"],
+               cells=cells)
+
+
+def _findings_context(doc: Mapping[str, Any], labels: list[str], tokens: dict[str, str],
+                      anchors: dict[int, str]) -> list[_NS]:
+    """Per target: FAIL then NON-STRICT findings grouped by section, then why scenarios could not run."""
+    found = fnd.findings_by_target(doc)
+    blocked = fnd.blocked_by_target(doc)
+    out = []
+    for label in labels:
+        groups: list[_NS] = []
+        for f in found.get(label, []):
+            key = (f.outcome, f.heading)
+            if not groups or groups[-1].key != key:
+                groups.append(_NS(key=key, heading=f.heading, outcome=f.outcome, items=[]))
+            groups[-1].items.append(_NS(
+                anchor=anchors.get(id(f.result), ""), cls=_outcome_token(f.outcome), outcome=f.outcome,
+                symbol=SYMBOLS.get(f.outcome, "?"), word=WORDS.get(f.outcome, f.outcome.upper()), id=f.id,
+                title=visible_markup(f.title), level=f.level, expected=visible_markup(f.expected),
+                actual=wire_markup(f.actual), baselined=bool(f.result.get("baselined"))))
+        items = found.get(label, [])
+        out.append(_NS(label=label, token=tokens.get(label, sanitize_token(label)), groups=groups,
+                       n_fail=sum(1 for f in items if f.outcome == "fail"),
+                       n_non_strict=sum(1 for f in items if f.outcome == "non-strict"),
+                       blocked=[_NS(reason=b.reason, count=b.count, ids=", ".join(b.ids[:30])
+                                    + (" …" if len(b.ids) > 30 else "")) for b in blocked.get(label, [])]))
+    return out
 
 
 # --------------------------------------------------------------------------- API

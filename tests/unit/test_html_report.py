@@ -237,8 +237,9 @@ def test_well_formed_and_self_contained(doc):
     checker = _parse(html)
     assert checker.errors == []
     assert checker.stack == []
-    for tag in ("html", "head", "body", "table", "thead", "tbody", "style"):
+    for tag in ("html", "head", "body", "style"):
         assert checker.starts[tag] == 1, tag
+    assert html.count('<table class="matrix" id="matrix"') == 1
     # No external resources: no src/href to other documents, no @import / url().
     for tag, attrs in checker.elements:
         assert "src" not in attrs, tag
@@ -301,16 +302,18 @@ def test_matrix_shape(doc):
     # The scenario one target never ran shows an empty "none" cell.
     by_id = dict(zip((r["id"] for r in rows), cells, strict=True))
     assert by_id["s-vrfy-optional"] == ["unsupported", "pass", "none"]
-    # Grouped by RFC (3030 before 5321), then section in natural order.
+    # Grouped: RFC 5321 core first, then extensions (3030), then section in natural order.
     order = [r["id"] for r in rows]
-    assert order.index("s-vrfy-optional") < order.index("s-helo-basic")
     assert order.index("s-helo-basic") < order.index("s-data-bare-lf") < order.index("s-rcpt-before-mail")
+    assert order.index("s-rcpt-before-mail") < order.index("s-vrfy-optional")
     assert html.count('class="grp grp-rfc"') == 2
     assert html.count('class="grp grp-sec"') == 4
     # Banner in the column header (escaped) and cell markers.
     assert 'title="220 &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &#39;&#34;&amp;"' in html
-    assert ">T/O</a>" in html
-    assert ">503</a>" in html
+    assert '<span class="code">T/O</span></a>' in html
+    assert '<span class="code">503</span></a>' in html
+    # Readable without colour: symbol and word in every cell.
+    assert '<span class="sym">✗</span> <span class="w">FAIL</span> <span class="code">250</span>' in html
 
 
 def test_same_marker(doc):
@@ -338,7 +341,8 @@ def test_detail_anchors_linked_from_cells(doc):
         anchor = result_anchor(r["target"], r["id"])
         assert anchor in anchors
         assert f'href="#{anchor}"' in html
-    cell_links = [h for h in checker.hrefs if h.startswith("#r-")]
+    matrix = html.split('<table class="matrix"', 1)[1].split("</table>", 1)[0]
+    cell_links = re.findall(r'href="(#r-[^"]*)"', matrix)
     assert len(cell_links) == len(doc["results"])
     assert set(cell_links) == {"#" + a for a in anchors}
     # Every in-page link resolves.
@@ -353,8 +357,8 @@ def test_detail_contents(doc):
     assert 'class="yaml">- send: &#34;HELO client.example\\r\\n&#34;\n  expect: 250</pre>' in html
     assert "5321-4.1.4-01" in html
     # Transcript: direction arrows and labels.
-    assert "→ C: HELO client.example\\r\\n" in html
-    assert "← S: 220 mx.example.test ESMTP\\r\\n" in html
+    assert '→ C: HELO client.example<i class="e">\\r\\n</i>' in html
+    assert '← S: 220 mx.example.test ESMTP<i class="e">\\r\\n</i>' in html
     assert "   0.000 *    connect" in html
 
 
@@ -366,9 +370,9 @@ def test_header_counts(doc):
         if tag == "ul" and attrs.get("id") == "summary-counts":
             in_header = True
             continue
-        if in_header and tag == "li":
+        if in_header and tag == "button":
             header_counts[attrs["data-outcome"]] = attrs["data-count"]
-        elif in_header and tag != "span":
+        elif in_header and tag not in ("span", "li"):
             break
     expected = Counter(r["outcome"] for r in doc["results"])
     assert list(header_counts) == list(OUTCOMES)
@@ -453,3 +457,35 @@ def test_ten_thousand_results():
     html = render_html(_doc(targets, results))
     assert html.count('<tr class="row"') == 5000
     assert html.count('<details class="result"') == 10000
+
+
+def test_findings_section_comes_first_and_links_to_details(doc):
+    html = render_html(doc)
+    assert html.index('id="findings"') < html.index('id="matrix"') < html.index('<section class="details">')
+    findings = html.split('id="findings"', 1)[1].split("</section>", 1)[0]
+    items = re.findall(r'<li class="finding" data-outcome="([^"]+)"><a href="#([^"]+)">', findings)
+    # builtin: its NON-STRICT; evil: its FAIL (targets in column order, FAIL before NON-STRICT within one)
+    assert items == [("non-strict", result_anchor("builtin", "data-bare-lf")),
+                     ("fail", result_anchor("evil", "rcpt-before-mail"))]
+    assert "expected</span> <span class=\"mono\">250</span>" in findings
+    # the target that could not run anything says why, with a count
+    assert re.search(r'<tr class="reason"><th>harness could not judge</th><td class="n">2</td>', findings)
+
+
+def test_profile_in_the_headers(doc):
+    doc = copy.deepcopy(doc)
+    doc["targets"][0]["profile"] = "mx"
+    html = render_html(doc)
+    assert "<dt>profile</dt><dd>mx</dd>" in html
+    assert '<a href="#t-builtin">builtin</a> <span class="muted">(mx)</span>' in html
+
+
+def test_large_reports_leave_passing_transcripts_out(doc, monkeypatch):
+    from conformance.report import html as report_html
+
+    monkeypatch.setattr(report_html, "LEAN_REPORT_RESULTS", 5)
+    html = render_html(doc)
+    detail = html.split(f'id="{result_anchor("builtin", "helo-basic")}"', 1)[1].split("</details>", 1)[0]
+    assert 'class="transcript"' not in detail and "transcript left out of this page" in detail
+    failing = html.split(f'id="{result_anchor("evil", "rcpt-before-mail")}"', 1)[1].split("</details>", 1)[0]
+    assert 'class="transcript"' in failing
