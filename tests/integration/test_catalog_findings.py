@@ -343,11 +343,14 @@ def test_findings_graded_as_the_sentences_allow(run: SuiteRun) -> None:
 def test_verdicts_name_the_deciding_reply(run: SuiteRun) -> None:
     # MailHog's general 500 to the follow-up RCPT is reported as such, not as smuggling
     for sid in LINE_ENDING:
-        message = run.result(sid, "mailhog")["message"]
-        assert "500 Invalid state" in message and "refusal other than 503" in message, (sid, message)
+        result = run.result(sid, "mailhog")
+        assert "500 Invalid state" in result["message"] and "refusal other than 503" in result["message"], result
+        assert result["step"]["yaml"].startswith("- send: RCPT TO:"), result["step"]
+        assert result["step"]["actual"] == "500 Invalid state", result["step"]
     # a server that ended the data early is still accused, with the reply that shows it
-    message = run.result(f"{SEC}lf-dot-lf-line-ending", "lf-ends-data")["message"]
-    assert "250" in message and "smuggled" in message, message
+    result = run.result(f"{SEC}lf-dot-lf-line-ending", "lf-ends-data")
+    assert "250" in result["message"] and "smuggled" in result["message"], result
+    assert result["step"]["yaml"].startswith("- send: RCPT TO:"), result["step"]
     # MailHog's EHLO line: no server domain at all, not "a single label"
     message = run.result(R + "4.1.1.1-ehlo-domain-first", "mailhog")["message"]
     assert "no server domain" in message and "single label" not in message, message
