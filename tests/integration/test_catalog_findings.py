@@ -196,9 +196,10 @@ SCRIPTS: dict[str, Script] = {
     "auth-saslprep": Script(ehlo=("8BITMIME", "AUTH PLAIN", "HELP"), replies={"AUTH": _auth(ok=False)}),
     "auth-250": Script(ehlo=("8BITMIME", "AUTH PLAIN", "HELP"), replies={"AUTH": b"250 2.0.0 fine\r\n"}),
     # finding 2: policy answers to SOML/SAML/RSET; a 550 to SOML; controls
-    "policy-530": Script(replies={v: b"530 5.7.0 Authentication required\r\n" for v in ("SOML", "SAML", "RSET")}),
-    "soml-550": Script(replies={v: b"550 5.7.1 not here\r\n" for v in ("SOML", "SAML")}),
-    "soml-250": Script(replies={v: b"250 2.1.0 OK\r\n" for v in ("SOML", "SAML")}),
+    "policy-530": Script(replies={v: b"530 5.7.0 Authentication required\r\n"
+                                  for v in ("SEND", "SOML", "SAML", "RSET")}),
+    "soml-550": Script(replies={v: b"550 5.7.1 not here\r\n" for v in ("SEND", "SOML", "SAML")}),
+    "soml-250": Script(replies={v: b"250 2.1.0 OK\r\n" for v in ("SEND", "SOML", "SAML")}),
     "rset-500": Script(replies={"RSET": b"500 5.5.1 Command unrecognized\r\n"}),
     # finding 3: a chunk refused after its data was read; a chunk answered 251
     "bdat-refused": Script(ehlo=CHUNKING, bdat={"chunk": b"250 2.0.0 chunk\r\n",
@@ -262,6 +263,8 @@ WANTED: dict[tuple[str, str], str] = {
     (R + "4.5.1-rset-supported", "policy-530"): "info",
     (R + "f.6-soml-listed", "soml-550"): "non-strict", (R + "f.6-saml-listed", "soml-550"): "non-strict",
     (R + "f.6-soml-listed", "soml-250"): "fail", (R + "f.6-saml-listed", "soml-250"): "fail",
+    (R + "f.6-send-listed", "policy-530"): "info", (R + "f.6-send-listed", "soml-550"): "non-strict",
+    (R + "f.6-send-listed", "soml-250"): "fail",
     (R + "4.5.1-rset-supported", "rset-500"): "fail",
     (R + "f.6-soml-listed", "correct"): "pass", (R + "4.5.1-rset-supported", "correct"): "pass",
     # 3. a failed chunk (4yz/5yz after its data) is allowed (was FAIL)
