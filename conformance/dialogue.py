@@ -93,7 +93,7 @@ class _Stop(Exception):
     """Ends the dialogue early; the verdict is already recorded."""
 
 
-ENHANCED_AT_START = re.compile(rb"^([245])\.\d{1,3}\.\d{1,3}(?= |$)")
+ENHANCED_AT_START = re.compile(rb"^([245])\.\d{1,3}\.\d{1,3}(?= )")  # RFC 2034: "always followed by one or more spaces"
 
 
 def _code_matches(pattern: str, code: int) -> bool:
