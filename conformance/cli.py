@@ -96,6 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--smtp-tls", args.tls]
     if args.verify_tls:
         pytest_args.append("--smtp-verify-tls")
+    if args.profile:
+        pytest_args += ["--smtp-profile", args.profile]
     pytest_args += ["--smtp-timeout", str(args.timeout), "--smtp-concurrency", str(args.concurrency)]
     if args.strict:
         pytest_args.append("--smtp-strict")
@@ -303,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(f"--{name}", help=f"target parameter {name} for the --target servers")
     run.add_argument("--tls", choices=["none", "implicit"], default="none")
     run.add_argument("--verify-tls", action="store_true")
+    run.add_argument("--profile", choices=["mx", "submission", "relay", "catcher"],
+                     help="server profile of the targets (default: judge only what holds for every profile)")
     run.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line")
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
     run.set_defaults(func=cmd_run)

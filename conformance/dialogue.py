@@ -17,6 +17,7 @@ from .mailbox import Mailbox, MailboxError
 from .model import (
     Action,
     Alternative,
+    Authenticate,
     DeliveryCheck,
     Disconnect,
     EnhancedCodes,
@@ -83,6 +84,7 @@ class DialogueResult:
     connection: str = "open"
     findings: list[str] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
+    cause: str | None = None  # why a non-PASS outcome came about (C1 Cause values: "setup-refused", …)
 
 
 class _Stop(Exception):
@@ -137,7 +139,7 @@ def describe(obs: Observation) -> str:
 
 class Dialogue:
     def __init__(self, scenario: Scenario, endpoint: Endpoint, values: dict[str, str], settings: Settings,
-                 level: Level | None = None, mailbox: Mailbox | None = None) -> None:
+                 level: Level | None = None, mailbox: Mailbox | None = None, profile: str | None = None) -> None:
         self.scenario = scenario
         self.endpoint = endpoint
         self.token = f"smtpc-{uuid.uuid4().hex[:20]}"
@@ -159,6 +161,11 @@ class Dialogue:
         self.findings: list[str] = []
         self.keywords: list[str] = []
         self.step_index = 0
+        self.profile = profile  # the target's server profile (C3): picks an alternative's outcome_for
+        self.cause: str | None = None
+        self.waiting: _Wait | None = None  # the reply being waited for (to judge a timeout against the RFC's)
+        self.policy_reply: Reply | None = None  # the last reply, when it was a policy refusal (421, 530 …)
+        self.sent_any = False
 
     async def run(self) -> DialogueResult:
         started = time.monotonic()
@@ -172,7 +179,17 @@ class Dialogue:
         except ConnectError as exc:
             self.outcome, self.message = Outcome.ERROR, str(exc)
         except TimeoutError:
-            self._grade(self.level.miss_outcome, f"scenario did not finish within {budget:g} s (server too slow)")
+            waiting = self.waiting
+            rfc = _rfc_timeout(waiting.what) if waiting else None
+            if waiting is not None and rfc is not None and time.monotonic() - waiting.since < rfc[1] * 60:
+                # finding 13: our budget ran out before the RFC's own timeout for this reply: no verdict
+                self._grade(Outcome.INFO, f"the server did not answer within {time.monotonic() - waiting.since:.0f} s "
+                            f"(the scenario's budget of {budget:g} s ran out); RFC 5321 §{rfc[0]} allows it "
+                            f"{rfc[1]} minutes", waiting.source, None, None, cause="timeout",
+                            expected=waiting.expected, actual="no complete reply before the scenario's budget")
+            else:
+                self._grade(self.level.miss_outcome, f"scenario did not finish within {budget:g} s (server too slow)",
+                            cause="timeout")
         finally:
             await self.conn.close()
         if self.outcome is Outcome.PASS and self.level is Level.INFO:
@@ -186,6 +203,7 @@ class Dialogue:
             transcript=self.transcript, branch=self.branch, decisive=self.decisive, codes=self.codes,
             decisive_code=self.decisive_code if self.decisive else self.last_code, connection=connection,
             findings=self.findings, keywords=self.keywords,
+            cause=self.cause if self.outcome is not Outcome.PASS else None,
         )
 
     async def _run(self) -> None:
@@ -206,6 +224,8 @@ class Dialogue:
                 await self._tls(action)
             elif isinstance(action, StartTLS):
                 await self._starttls(action)
+            elif isinstance(action, Authenticate):
+                await self._authenticate(action)
             elif isinstance(action, Sleep):
                 await asyncio.sleep(action.seconds)
             elif isinstance(action, RequireKeywords):
@@ -222,8 +242,8 @@ class Dialogue:
 
     async def _second_session(self, action: SecondSession) -> None:
         """A second connection while the first stays open; its replies are judged like the first's."""
-        first, keywords = self.conn, self.keywords
-        self.conn = Connection(self.transcript)
+        first, keywords, sent_any = self.conn, self.keywords, self.sent_any
+        self.conn, self.sent_any = Connection(self.transcript), False
         self.transcript.event("second connection (the first stays open)")
         ep = self.endpoint
         try:
@@ -239,14 +259,17 @@ class Dialogue:
         finally:
             await self.conn.close()
             self.transcript.event("second connection closed; back on the first")
-            self.conn, self.keywords = first, keywords
+            self.conn, self.keywords, self.sent_any = first, keywords, sent_any
 
     # ----- actions -----------------------------------------------------------------------------
     async def _write(self, action: Write) -> None:
         data = b"".join(self._payload_bytes(p) for p in action.payloads)
         await self.conn.send(data, self.settings.timeout, action.chunk_size, action.delay)
-        for expect in action.expects:
-            await self._expect(expect)
+        self.sent_any = True
+        # what each reply answers, for messages and RFC timeouts (known when every payload draws one reply)
+        paired = len(action.payloads) == len(action.expects)
+        for n, expect in enumerate(action.expects):
+            await self._expect(expect, _answers(expect, action.payloads[n]) if paired else expect.command)
 
     def _payload_bytes(self, payload: Payload) -> bytes:
         values = self.values if not payload.index else {**self.values, "i": str(payload.index)}
@@ -263,9 +286,16 @@ class Dialogue:
             return f"BDAT {size}{' LAST' if payload.last else ''}\r\n".encode() + body
         return dot_stuff(body)
 
-    async def _expect(self, expect: Expectation) -> None:
+    async def _expect(self, expect: Expectation, what: str | None = None) -> None:
         timeout = expect.timeout or self.settings.timeout
+        if what is None:
+            what = expect.command or (None if self.sent_any else GREETING)
+        self.waiting = _Wait(what, time.monotonic(), expect.source, expect.describe())
         obs = await self.conn.next(timeout)
+        self.waiting = None
+        policy_before, self.policy_reply = self.policy_reply, None
+        if isinstance(obs, Reply) and obs.code in POLICY_CODES:
+            self.policy_reply = obs
         if isinstance(obs, Reply):
             self.codes.append(obs.code)
             self.last_code = obs.code
@@ -281,11 +311,14 @@ class Dialogue:
             if matches(alt, obs, self.values):
                 if alt.note:
                     self.branch.append(alt.note)
-                if alt.outcome is not Outcome.PASS:
-                    self._grade(alt.outcome, _verdict_text(expect, obs, alt.note), expect.source, expect, obs)
+                outcome = alt.outcome_under(self.profile)
+                if outcome is not Outcome.PASS:
+                    self._grade(outcome, _verdict_text(expect, obs, alt.note), expect.source, expect, obs)
                 if alt.stop or (isinstance(obs, Reply) and obs.truncated):
                     raise _Stop
                 return
+        if self._excused(expect, obs, what, timeout, policy_before):
+            raise _Stop
         if isinstance(obs, Reply) and obs.code == 421:
             # §3.8: a server may close with 421 at any time; that is not a violation of this requirement.
             self._grade(Outcome.INFO, "the server ended the session with 421 before the requirement could be "
@@ -310,6 +343,9 @@ class Dialogue:
         if isinstance(reply, Reply):
             self.codes.append(reply.code)
             self.last_code = reply.code
+        if isinstance(reply, Reply) and reply.code == 454 and self._setup:
+            self._setup_refused("STARTTLS", reply, action.source, ["220"])
+            raise _Stop
         if isinstance(reply, Reply) and reply.code == 454:  # RFC 3207 §4: TLS not available for now
             self._grade(Outcome.INFO, "TLS temporarily unavailable (454, RFC 3207 §4): nothing to check",
                         action.source, None, reply)
@@ -329,6 +365,98 @@ class Dialogue:
         self._grade(self.level.miss_outcome, f"Expected: 250 to EHLO after TLS / Actual: {describe(ehlo)}",
                     action.source, None, ehlo, expected=["250"])
         raise _Stop
+
+    # ----- setup versus the checked step (C2), policy refusals and RFC timeouts ---------------------
+    @property
+    def _setup(self) -> bool:
+        """Before the scenario's checked step (docs/scenario-format.md, "Setup and the checked step")."""
+        return self.step_index < self.scenario.checked_from
+
+    def _where(self) -> str:
+        return f"{'setup' if self._setup else 'checked'} step {self.step_index + 1}"
+
+    def _setup_refused(self, what: str | None, obs: Reply, source: Source, expected: list[str],
+                       closed: bool = False) -> None:
+        reply = obs.summary()
+        if what == GREETING:
+            how = f"the server greeted with {reply}"
+        else:
+            how = f"{what or 'the command'} was refused with {reply}"
+        if closed:
+            how += ", then the connection was closed"
+        self._grade(Outcome.UNSUPPORTED, f"could not reach the state this requirement needs: {how} ({self._where()}; "
+                    "a refusal the RFCs allow for policy or load, not a violation)", source, None, obs,
+                    expected=expected, cause="setup-refused")
+
+    def _excused(self, expect: Expectation, obs: Observation, what: str | None, waited: float,
+                 policy_before: Reply | None) -> bool:
+        """Grade an unexpected observation that is not a violation; True when it was (the dialogue stops)."""
+        expected = expect.describe()
+        if isinstance(obs, Event) and obs.kind == "timeout":
+            rfc = _rfc_timeout(what)
+            if rfc is not None and waited < rfc[1] * 60:
+                self._grade(Outcome.INFO, f"the server did not answer within {waited:g} s; RFC 5321 §{rfc[0]} allows "
+                            f"it {rfc[1]} minutes ({self._where()}: the suite's timeout is shorter than the RFC's, "
+                            "so this is no verdict)", expect.source, expect, obs, cause="timeout")
+                return True
+            return False
+        if isinstance(obs, Event):  # closed or reset
+            if policy_before is not None and (self._setup or policy_before.code == 421):
+                self._setup_refused(what, policy_before, expect.source, expected, closed=True)
+                return True
+            return False
+        if obs.code is None or obs.truncated or obs.code not in POLICY_CODES:
+            return False
+        if obs.code == 530 and what in NOT_530:
+            return False  # RFC 4954 §6 and RFC 3207 §4 both keep EHLO, NOOP and QUIT free of 530
+        if self._setup:
+            self._setup_refused(what, obs, expect.source, expected)
+            return True
+        accepting = _acceptance_only(expect)
+        if obs.code in TRANSIENT and obs.code != 421 and accepting:
+            self._grade(Outcome.INFO, f"{what or 'the command'} got a transient refusal {obs.summary()} where "
+                        f"acceptance was expected ({self._where()}; a 4yz says \"not now\", RFC 5321 §4.2.1 and "
+                        "§4.3.2): nothing to judge", expect.source, expect, obs, cause="transient")
+            return True
+        if obs.code == 530 or (obs.code in (538, 554) and accepting):
+            self._setup_refused(what, obs, expect.source, expected)
+            return True
+        return False
+
+    async def _authenticate(self, action: Authenticate) -> None:
+        """Setup for servers that want credentials: STARTTLS where offered, then AUTH, when --auth is given."""
+        user, password = self.values.get("user"), self.values.get("password")
+        if user is None or password is None:
+            return  # no credentials: the session stays as it is (a server requiring AUTH refuses later)
+        offered = {k.split()[0].upper(): [p.upper() for p in k.split()[1:]] for k in self.keywords if k.strip()}
+        if "STARTTLS" in offered and not self.conn.tls:
+            await self._starttls(StartTLS("if-offered", action.source, action.timeout))
+            offered = {k.split()[0].upper(): [p.upper() for p in k.split()[1:]] for k in self.keywords if k.strip()}
+        mechanisms = offered.get("AUTH", [])
+        if "PLAIN" in mechanisms:
+            steps = [(f"AUTH PLAIN {self.values['auth_plain']}", (235,))]
+        elif "LOGIN" in mechanisms:
+            steps = [("AUTH LOGIN", (334,)), (self.values["auth_login_user"], (334,)),
+                     (self.values["auth_login_password"], (235,))]
+        else:
+            self.transcript.event("credentials given, but the server offers no AUTH PLAIN or LOGIN here: not used")
+            return
+        timeout = action.timeout or self.settings.timeout
+        for line, wanted in steps:
+            await self.conn.send(line.encode() + b"\r\n", self.settings.timeout)
+            reply = await self.conn.next(timeout)
+            if isinstance(reply, Reply):
+                self.codes.append(reply.code)
+                self.last_code = reply.code
+                if reply.code in wanted and not reply.truncated:
+                    continue
+                if reply.code in POLICY_CODES:
+                    self._setup_refused("AUTH", reply, action.source, ["235"])
+                    raise _Stop
+            self._grade(Outcome.ERROR, f"the credentials given for this target were not accepted: Expected: "
+                        f"{'/'.join(map(str, wanted))} to AUTH / Actual: {describe(reply)} ({self._where()})",
+                        action.source, None, reply, expected=["235"], cause="harness")
+            raise _Stop
 
     def _check_enhanced(self, expect: Expectation, obs: Reply) -> None:
         """RFC 2034 §4: every reply but the greeting and those to HELO/EHLO carries a matching x.y.z."""
@@ -425,12 +553,13 @@ class Dialogue:
     # ----- verdicts ----------------------------------------------------------------------------
     def _grade(self, outcome: Outcome, message: str, source: Source | None = None,
                expect: Expectation | None = None, obs: Observation | None = None,
-               expected: list[str] | None = None, actual: str | None = None) -> None:
+               expected: list[str] | None = None, actual: str | None = None, cause: str | None = None) -> None:
         """Keep the worst outcome; the first step that produced it is the decisive one."""
         if outcome.rank <= self.outcome.rank:
             return
         self.outcome = outcome
         self.message = message
+        self.cause = cause
         if source is not None:
             self.decisive = Decisive(
                 index=self.step_index, source=source,
@@ -438,6 +567,48 @@ class Dialogue:
                 actual=actual or (describe(obs) if obs is not None else message),
             )
             self.decisive_code = obs.code if isinstance(obs, Reply) else None
+
+
+GREETING = "the greeting"
+# Replies the RFCs allow for policy or load (RFC 5321 §3.8, §4.3.2; RFC 4954 §6; RFC 3207 §4, §4.1)
+POLICY_CODES = frozenset({421, 450, 451, 452, 454, 530, 538, 554})
+TRANSIENT = frozenset({421, 450, 451, 452, 454})
+NOT_530 = frozenset({"EHLO", "NOOP", "QUIT"})  # exempt from 530 under both RFC 4954 §6 and RFC 3207 §4
+DATA_END = "the end of the message data"
+# RFC 5321 §4.5.3.2: the least time a client must give the server for each reply (section, minutes)
+RFC_TIMEOUTS = {GREETING: ("4.5.3.2.1", 5), "MAIL": ("4.5.3.2.2", 5), "RCPT": ("4.5.3.2.3", 5),
+                "DATA": ("4.5.3.2.4", 2), DATA_END: ("4.5.3.2.6", 10)}
+
+
+@dataclass
+class _Wait:
+    what: str | None
+    since: float
+    source: Source
+    expected: list[str]
+
+
+def _rfc_timeout(what: str | None) -> tuple[str, int] | None:
+    return RFC_TIMEOUTS.get(what) if what else None
+
+
+def _answers(expect: Expectation, payload: Payload) -> str | None:
+    """What a reply answers: the command's verb, or the end of a DATA message."""
+    if payload.kind == "message":
+        return DATA_END
+    if expect.command:
+        return expect.command
+    if payload.kind == "raw":  # a raw command line: its first word, when it looks like a verb
+        head = b"".join(p for p in payload.template.parts if isinstance(p, bytes)).split(b"\r\n")[0].split()
+        if head and head[0].isalpha() and len(head[0]) <= 10:
+            return head[0].decode("ascii").upper()
+    return None
+
+
+def _acceptance_only(expect: Expectation) -> bool:
+    """Every PASS alternative is a 2xx/3xx reply: the step expects the server to accept."""
+    passing = [a for a in expect.alternatives if a.outcome is Outcome.PASS]
+    return bool(passing) and all(a.codes and all(c[0] in "23" for c in a.codes) for a in passing)
 
 
 def _verdict_text(expect: Expectation, obs: Observation, note: str | None = None) -> str:

@@ -23,7 +23,7 @@ from .baseline import Baseline, baseline_yaml, compare, load_baseline
 from .dialogue import Settings
 from .loader import Loader, Problem, is_scenario_file, load_requirement_ids
 from .mailbox import parse_mailbox
-from .model import Outcome, Scenario
+from .model import PROFILES, Outcome, Scenario
 from .results import build_document, fails_run, write_json
 from .runner import Runner
 from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target
@@ -66,6 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "pop3://USER:PASS@HOST:PORT, imap://USER:PASS@HOST:PORT"),
     ]:
         group.addoption(f"--smtp-{name}", metavar=name.upper().replace("-", "_"), help=help_text)
+    group.addoption("--smtp-profile", choices=list(PROFILES), default=None,
+                    help="server profile of the --smtp-target servers: mx, submission, relay or catcher "
+                         "(default: none, judge only what holds for every profile)")
     group.addoption("--smtp-tls", choices=["none", "implicit"], default="none",
                     help="implicit: TLS from the first byte (port 465 style, RFC 8314)")
     group.addoption("--smtp-verify-tls", action="store_true", help="check server certificates (off by default)")
@@ -90,7 +93,7 @@ class ConfigError(Exception):
 
 def cli_params(config: pytest.Config) -> TargetParams:
     opt = config.getoption
-    params = TargetParams(tls=opt("smtp_tls"), verify_tls=opt("smtp_verify_tls"))
+    params = TargetParams(tls=opt("smtp_tls"), verify_tls=opt("smtp_verify_tls"), profile=opt("smtp_profile"))
     changes: dict[str, Any] = {}
     for name in ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "mailbox"):
         value = opt(f"smtp_{name}")
@@ -352,6 +355,8 @@ def _param_args(config: pytest.Config) -> str:
         out += " --smtp-auth USER:PASSWORD"
     if config.getoption("smtp_tls") != "none":
         out += f" --smtp-tls {config.getoption('smtp_tls')}"
+    if config.getoption("smtp_profile"):
+        out += f" --smtp-profile {config.getoption('smtp_profile')}"
     return out
 
 

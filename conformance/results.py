@@ -35,6 +35,7 @@ def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str
         "reproduce": "",
         "duration_s": 0.0,
         "message": message,
+        "cause": None,
         "branch": None,
         "step": None,
         "codes": [],
@@ -46,6 +47,7 @@ def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str
     if dialogue is not None:
         entry.update(
             duration_s=dialogue.duration_s,
+            cause=dialogue.cause,
             branch="; ".join(dialogue.branch) or None,
             step=dialogue.decisive.as_json() if dialogue.decisive else None,
             codes=list(dialogue.codes),

@@ -32,6 +32,7 @@ class TargetParams:
     concurrency: int | None = None  # lower the suite's concurrency for this target (1 = one at a time)
     startup_timeout: float = 30.0
     time_limit: float | None = None  # all of this target's dialogues must finish within this many seconds
+    profile: str | None = None  # server profile (C3): mx, submission, relay, catcher; None = every profile
 
     def values(self) -> dict[str, str]:
         out = {
@@ -49,7 +50,8 @@ class TargetParams:
         """For reports: never the credentials."""
         values = self.values()
         return {k: values[k] for k in ("domain", "rcpt", "foreign_rcpt", "sender", "client")} | {
-            "tls": self.tls, "credentials": self.user is not None, "mailbox": self.mailbox_spec()}
+            "tls": self.tls, "credentials": self.user is not None, "mailbox": self.mailbox_spec(),
+            "profile": self.profile}
 
     def mailbox_spec(self) -> str | None:
         return self.mailbox or (f"maildir:{self.maildir}" if self.maildir else None)

@@ -20,7 +20,7 @@ from .process import BuiltinTarget, CommandTarget
 _LABEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 _HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$")
 PARAM_KEYS = ("domain", "rcpt", "foreign_rcpt", "sender", "client", "maildir", "mailbox", "tls", "verify_tls",
-              "concurrency", "startup_timeout", "time_limit")
+              "concurrency", "startup_timeout", "time_limit", "profile")
 
 
 def sanitize_label(label: str) -> str:
