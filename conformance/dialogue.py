@@ -312,6 +312,9 @@ class Dialogue:
                 if alt.note:
                     self.branch.append(alt.note)
                 outcome = alt.outcome_under(self.profile)
+                if outcome not in (Outcome.PASS, Outcome.INFO) and _by_wildcard(alt, obs) and self._excused(
+                        expect, obs, what, timeout, policy_before):
+                    raise _Stop  # a policy refusal caught only by a catch-all (5xx …) alternative: not judged
                 if outcome is not Outcome.PASS:
                     self._grade(outcome, _verdict_text(expect, obs, alt.note), expect.source, expect, obs)
                 if alt.stop or (isinstance(obs, Reply) and obs.truncated):
@@ -412,7 +415,7 @@ class Dialogue:
         if self._setup:
             self._setup_refused(what, obs, expect.source, expected)
             return True
-        accepting = _acceptance_only(expect)
+        accepting = _accepts(expect)
         if obs.code in TRANSIENT and obs.code != 421 and accepting:
             self._grade(Outcome.INFO, f"{what or 'the command'} got a transient refusal {obs.summary()} where "
                         f"acceptance was expected ({self._where()}; a 4yz says \"not now\", RFC 5321 §4.2.1 and "
@@ -605,10 +608,14 @@ def _answers(expect: Expectation, payload: Payload) -> str | None:
     return None
 
 
-def _acceptance_only(expect: Expectation) -> bool:
-    """Every PASS alternative is a 2xx/3xx reply: the step expects the server to accept."""
-    passing = [a for a in expect.alternatives if a.outcome is Outcome.PASS]
-    return bool(passing) and all(a.codes and all(c[0] in "23" for c in a.codes) for a in passing)
+def _accepts(expect: Expectation) -> bool:
+    """A PASS alternative is a 2xx/3xx reply: the server could have accepted here, so "not now" is no verdict."""
+    return any(a.outcome is Outcome.PASS and any(c[0] in "23" for c in a.codes) for a in expect.alternatives)
+
+
+def _by_wildcard(alt: Alternative, obs: Observation) -> bool:
+    """The reply matched only a code pattern with x in it (5xx, 55x), or no code at all: not named by the author."""
+    return isinstance(obs, Reply) and str(obs.code) not in alt.codes and not alt.close and not alt.silence
 
 
 def _verdict_text(expect: Expectation, obs: Observation, note: str | None = None) -> str:
