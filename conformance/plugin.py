@@ -338,6 +338,10 @@ class SmtpSession:
                 tr.write_line(f"{label}: NEW {new['outcome'].upper()} {new['id']} (not in the baseline)")
             for fixed in changes["fixed"]:
                 tr.write_line(f"{label}: FIXED {fixed['id']} (the baseline expected {fixed['expected']})")
+        for label, counts in summary.get("profile_would_add", {}).items():
+            added = ", ".join(f"{profile}: {n}" for profile, n in sorted(counts.items()))
+            tr.write_line(f"{label}: no profile declared; a profile would add scenarios ({added}): "
+                          "declare it with --profile (CLI), --smtp-profile or `profile:` in the targets file")
         for path in self.written:
             tr.write_line(f"written: {path}")
 

@@ -28,6 +28,8 @@ def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str
         "section": scenario.section,
         "quote": scenario.quote,
         "requirements": list(scenario.requirements),
+        "profiles": list(scenario.profiles),
+        "profile_skip": None,
         "tags": list(scenario.tags),
         "file": scenario.file,
         "line": scenario.line,
@@ -68,7 +70,19 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         "total": len(results),
         "outcomes": {o: overall.get(o, 0) for o in OUTCOME_ORDER},
         "targets": {t: {o: c.get(o, 0) for o in OUTCOME_ORDER} for t, c in per_target.items()},
+        "profile_would_add": profile_would_add(results),
     }
+
+
+def profile_would_add(results: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per target without a profile: how many SKIPPED scenarios each profile would have judged (C3)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in results:
+        if r["outcome"] == Outcome.SKIPPED.value and r.get("profiles") and r.get("profile_skip") == "undeclared":
+            counts = out.setdefault(r["target"], {})
+            for profile in r["profiles"]:
+                counts[profile] = counts.get(profile, 0) + 1
+    return out
 
 
 def build_document(results: list[dict[str, Any]], targets: list[dict[str, Any]], started: dt.datetime,

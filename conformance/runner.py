@@ -140,7 +140,9 @@ class Runner:
                                 "which the target does not advertise")
         skipped = profile_skip(scenario, state.target.params.profile)
         if skipped:
-            return result_entry(scenario, label, Outcome.SKIPPED, skipped)
+            entry = result_entry(scenario, label, Outcome.SKIPPED, skipped)
+            entry["profile_skip"] = "undeclared" if state.target.params.profile is None else "other"
+            return entry
         lacking = [n for n in scenario.needs if n not in state.target.capabilities()]
         if lacking:
             return result_entry(scenario, label, Outcome.UNSUPPORTED,

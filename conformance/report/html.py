@@ -341,6 +341,8 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
                 "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
                 "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
                 "tls": _s(t.get("tls")),
+                "profile": _s(t.get("profile")),
+                "would_add": _kv(_dict(_dict(doc.get("summary")).get("profile_would_add")).get(label)),
                 "params": _kv(t.get("params")),
                 "details": _kv(t.get("details")),
                 "error": _s(t.get("error")),
