@@ -1,6 +1,7 @@
 """The embedded default (conformance/builtin.py: strict, conforming) plus one policy the RFCs allow, or a fault.
 
 Policies (a conforming server configured as in production):
+  none               no policy: the reference the others are compared with
   auth-required      530 5.7.0 Authentication required to MAIL/RCPT/DATA/VRFY/HELP before AUTH (RFC 4954 §6);
                      AUTH PLAIN/LOGIN with user@example.test / password, offered in plaintext and over TLS
   starttls-required  530 Must issue a STARTTLS command first to every command but EHLO, NOOP, STARTTLS, QUIT
@@ -12,6 +13,7 @@ Faults (prove the downgrade of policy replies is not a loophole):
   all-rcpt-450       450 4.7.1 to every RCPT
   rcpt-before-mail   250 to RCPT before MAIL (RFC 5321 §4.3.2 wants 503)
   slow-data-end      the reply to the end of the message data comes after --delay seconds
+  auth-any           AUTH (over TLS) accepts any credentials, as development catch-alls (MailHog) do
 
 Run: python -m tests.servers.policy --port P --maildir DIR --mode MODE [--tls-cert F --tls-key F] [--delay S]
 """
@@ -31,13 +33,14 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from conformance.builtin import SIZE_LIMIT, ConformingSMTP, MaildirHandler
 
-MODES = ("auth-required", "starttls-required", "greylist", "all-530", "all-rcpt-450", "rcpt-before-mail",
-         "slow-data-end")
+MODES = ("none", "auth-required", "starttls-required", "greylist", "all-530", "all-rcpt-450", "rcpt-before-mail",
+         "slow-data-end", "auth-any")
 USER, PASSWORD = "user@example.test", "password"
 
 
 def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
     ok = isinstance(data, LoginPassword) and data.login == USER.encode() and data.password == PASSWORD.encode()
+    ok = ok or getattr(server, "mode", "") == "auth-any"
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
@@ -46,6 +49,14 @@ class PolicyHandler(MaildirHandler):
         super().__init__(maildir, domain)
         self.mode = mode
         self.delay = delay
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        if self.mode in ("auth-required", "auth-any"):
+            return responses
+        kept = [r for r in responses if not r[4:].upper().startswith("AUTH")]  # no mechanisms left: no AUTH
+        return [*kept[:-1], "250 " + kept[-1][4:]]
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -117,7 +128,7 @@ async def serve(args: Any) -> None:
             auth_required=args.mode == "auth-required", auth_require_tls=args.mode != "auth-required",
             authenticator=authenticator,
             # AUTH only where it is the policy: aiosmtpd's AUTH lacks the MAIL AUTH= parameter (RFC 4954 §5)
-            auth_exclude_mechanism=[] if args.mode == "auth-required" else ["LOGIN", "PLAIN"])
+            auth_exclude_mechanism=[] if args.mode in ("auth-required", "auth-any") else ["LOGIN", "PLAIN"])
         server.mode = args.mode
         return server
 
