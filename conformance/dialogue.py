@@ -166,6 +166,7 @@ class Dialogue:
         self.waiting: _Wait | None = None  # the reply being waited for (to judge a timeout against the RFC's)
         self.policy_reply: Reply | None = None  # the last reply, when it was a policy refusal (421, 530 …)
         self.sent_any = False
+        self.accepted: set[tuple[str, int]] = set()  # steps (file, line) the server accepted at least once
 
     async def run(self) -> DialogueResult:
         started = time.monotonic()
@@ -294,7 +295,7 @@ class Dialogue:
         obs = await self.conn.next(timeout)
         self.waiting = None
         policy_before, self.policy_reply = self.policy_reply, None
-        if isinstance(obs, Reply) and obs.code in POLICY_CODES:
+        if isinstance(obs, Reply) and _is_policy(obs):
             self.policy_reply = obs
         if isinstance(obs, Reply):
             self.codes.append(obs.code)
@@ -312,6 +313,8 @@ class Dialogue:
                 if alt.note:
                     self.branch.append(alt.note)
                 outcome = alt.outcome_under(self.profile)
+                if outcome is Outcome.PASS and isinstance(obs, Reply) and obs.code and obs.code // 100 in (2, 3):
+                    self.accepted.add(_place(expect.source))
                 if outcome not in (Outcome.PASS, Outcome.INFO) and _by_wildcard(alt, obs) and self._excused(
                         expect, obs, what, timeout, policy_before):
                     raise _Stop  # a policy refusal caught only by a catch-all (5xx …) alternative: not judged
@@ -322,11 +325,13 @@ class Dialogue:
                 return
         if self._excused(expect, obs, what, timeout, policy_before):
             raise _Stop
+        if isinstance(obs, Event) and policy_before is not None and policy_before.code == 421:
+            obs = policy_before  # the close that 421 announced
         if isinstance(obs, Reply) and obs.code == 421:
             # §3.8: a server may close with 421 at any time; that is not a violation of this requirement.
             self._grade(Outcome.INFO, "the server ended the session with 421 before the requirement could be "
-                        f"checked (RFC 5321 §3.8 allows 421 at any time): {obs.summary()}", expect.source,
-                        expect, obs)
+                        f"checked (RFC 5321 §3.8 allows 421 at any time): {obs.summary()} ({self._where()})",
+                        expect.source, expect, obs, cause="transient")
             raise _Stop
         self._grade(self.level.miss_outcome, _verdict_text(expect, obs), expect.source, expect, obs)
         raise _Stop
@@ -404,11 +409,13 @@ class Dialogue:
                 return True
             return False
         if isinstance(obs, Event):  # closed or reset
-            if policy_before is not None and (self._setup or policy_before.code == 421):
+            if policy_before is not None and policy_before.code == 421:
+                return False  # 421 announced the close: graded as 421 below
+            if policy_before is not None and self._setup:
                 self._setup_refused(what, policy_before, expect.source, expected, closed=True)
                 return True
             return False
-        if obs.code is None or obs.truncated or obs.code not in POLICY_CODES:
+        if not _is_policy(obs) or obs.code == 421:  # 421 keeps its own INFO (§3.8), graded by the caller
             return False
         if obs.code == 530 and what in NOT_530:
             return False  # RFC 4954 §6 and RFC 3207 §4 both keep EHLO, NOOP and QUIT free of 530
@@ -416,12 +423,15 @@ class Dialogue:
             self._setup_refused(what, obs, expect.source, expected)
             return True
         accepting = _accepts(expect)
-        if obs.code in TRANSIENT and obs.code != 421 and accepting:
+        # a step the server accepted before (the 101st of 1001 repeated RCPTs) could be accepted: judged
+        if obs.code in TRANSIENT and accepting and _place(expect.source) not in self.accepted:
             self._grade(Outcome.INFO, f"{what or 'the command'} got a transient refusal {obs.summary()} where "
                         f"acceptance was expected ({self._where()}; a 4yz says \"not now\", RFC 5321 §4.2.1 and "
                         "§4.3.2): nothing to judge", expect.source, expect, obs, cause="transient")
             return True
-        if obs.code == 530 or (obs.code in (538, 554) and accepting):
+        # 530 asks for AUTH or TLS first, whatever the command (RFC 4954 §6, RFC 3207 §4). A 554 at the checked
+        # step is judged: a policy refusal can be the very thing the requirement forbids (§4.5.3.1.8).
+        if obs.code == 530 or (obs.code == 538 and accepting):
             self._setup_refused(what, obs, expect.source, expected)
             return True
         return False
@@ -453,7 +463,7 @@ class Dialogue:
                 self.last_code = reply.code
                 if reply.code in wanted and not reply.truncated:
                     continue
-                if reply.code in POLICY_CODES:
+                if _is_policy(reply):
                     self._setup_refused("AUTH", reply, action.source, ["235"])
                     raise _Stop
             self._grade(Outcome.ERROR, f"the credentials given for this target were not accepted: Expected: "
@@ -614,8 +624,21 @@ def _accepts(expect: Expectation) -> bool:
 
 
 def _by_wildcard(alt: Alternative, obs: Observation) -> bool:
-    """The reply matched only a code pattern with x in it (5xx, 55x), or no code at all: not named by the author."""
-    return isinstance(obs, Reply) and str(obs.code) not in alt.codes and not alt.close and not alt.silence
+    """A 530/538 matched only a code pattern (5xx, 53x) or no code at all: the author did not name it."""
+    return (isinstance(obs, Reply) and obs.code in (530, 538) and str(obs.code) not in alt.codes
+            and not alt.close and not alt.silence)
+
+
+def _is_policy(obs: Reply) -> bool:
+    """A refusal the RFCs allow for policy or load. 554 only as a security/policy refusal (RFC 3207 §4.1):
+    with an X.7.X enhanced code (RFC 3463); a bare 554 is the ordinary "transaction failed"."""
+    if obs.code is None or obs.truncated or obs.code not in POLICY_CODES:
+        return False
+    return obs.code != 554 or (obs.enhanced or "").startswith("5.7.")
+
+
+def _place(source: Source) -> tuple[str, int]:
+    return source.file, source.line
 
 
 def _verdict_text(expect: Expectation, obs: Observation, note: str | None = None) -> str:
