@@ -429,9 +429,9 @@ class Dialogue:
                         f"acceptance was expected ({self._where()}; a 4yz says \"not now\", RFC 5321 §4.2.1 and "
                         "§4.3.2): nothing to judge", expect.source, expect, obs, cause="transient")
             return True
-        # 530 asks for AUTH or TLS first, whatever the command (RFC 4954 §6, RFC 3207 §4). A 554 at the checked
-        # step is judged: a policy refusal can be the very thing the requirement forbids (§4.5.3.1.8).
-        if obs.code == 530 or (obs.code == 538 and accepting):
+        # 530 asks for AUTH or TLS first, whatever the command (RFC 4954 §6, RFC 3207 §4). A 554 or 538 at the
+        # checked step is judged: it can be the very refusal the requirement forbids (§4.5.3.1.8, RFC 4954 §6).
+        if obs.code == 530:
             self._setup_refused(what, obs, expect.source, expected)
             return True
         return False
@@ -624,8 +624,8 @@ def _accepts(expect: Expectation) -> bool:
 
 
 def _by_wildcard(alt: Alternative, obs: Observation) -> bool:
-    """A 530/538 matched only a code pattern (5xx, 53x) or no code at all: the author did not name it."""
-    return (isinstance(obs, Reply) and obs.code in (530, 538) and str(obs.code) not in alt.codes
+    """A 530 matched only a code pattern (5xx, 53x) or no code at all: the author did not name it."""
+    return (isinstance(obs, Reply) and obs.code == 530 and str(obs.code) not in alt.codes
             and not alt.close and not alt.silence)
 
 
