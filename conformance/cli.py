@@ -133,6 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def scenario_summary(s: Scenario) -> dict[str, Any]:
     return {"id": s.id, "title": s.title, "rfc": s.rfc, "section": s.section, "level": s.level.value,
             "tags": list(s.tags), "requires": list(s.requires), "requirements": list(s.requirements),
+            "profiles": list(s.profiles),
             "file": s.file, "line": s.line}
 
 
