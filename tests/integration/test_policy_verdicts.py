@@ -168,12 +168,16 @@ def test_breaking_the_checked_requirement_fails_under_every_profile(tmp_path: Pa
 def test_rfc3207_publicly_referenced_rule_applies_to_mx_only(tmp_path: Path) -> None:
     _cert(tmp_path)
     scenario = "rfc3207-4-local-delivery-without-tls"
+    html = tmp_path / "report.html"
     run = _run(tmp_path, [
         _target(tmp_path, "none", "none"),
         _target(tmp_path, "mx", "none", profile="mx"),
         _target(tmp_path, "submission", "starttls-required", profile="submission"),
         _target(tmp_path, "mx-tls-required", "starttls-required", profile="mx"),
-    ], paths=[f"scenarios/rfc3207/4-starttls.yaml::{scenario}"])
+    ], "--smtp-html", str(html), paths=[f"scenarios/rfc3207/4-starttls.yaml::{scenario}"])
+    report = html.read_text()
+    assert "none declared (only what holds for every profile is judged); a profile would add mx: 1" in report
+    assert "<div class=\"tbanner\">profile submission</div>" in report
     skipped = run.result(scenario, "none")
     assert skipped["outcome"] == "skipped" and skipped["message"] == "applies to profile mx; declare --profile"
     assert run.result(scenario, "mx")["outcome"] == "pass"
