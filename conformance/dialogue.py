@@ -358,7 +358,7 @@ class Dialogue:
         if isinstance(reply, Reply):
             self.codes.append(reply.code)
             self.last_code = reply.code
-        if isinstance(reply, Reply) and reply.code == 454 and self._setup:
+        if isinstance(reply, Reply) and _is_policy(reply) and self._setup:
             self._setup_refused("STARTTLS", reply, action.source, ["220"])
             raise _Stop
         if isinstance(reply, Reply) and reply.code == 454:  # RFC 3207 §4: TLS not available for now
