@@ -358,6 +358,11 @@ class Dialogue:
         if isinstance(reply, Reply):
             self.codes.append(reply.code)
             self.last_code = reply.code
+        if isinstance(reply, Reply) and reply.code == 421:
+            self._grade(Outcome.INFO, "the server ended the session with 421 before the requirement could be "
+                        f"checked (RFC 5321 §3.8 allows 421 at any time): {reply.summary()} ({self._where()})",
+                        action.source, None, reply, expected=["220"], cause="transient")
+            raise _Stop
         if isinstance(reply, Reply) and _is_policy(reply) and self._setup:
             self._setup_refused("STARTTLS", reply, action.source, ["220"])
             raise _Stop
