@@ -713,6 +713,8 @@ def score_students(plan: Plan, students: list[Student], document: dict[str, Any]
 
 def unanswered(result: Mapping[str, Any]) -> bool:
     """The check ended because the server did not answer in time (not because of what it answered)."""
+    if result.get("cause") == "timeout":  # e.g. INFO: our timeout ran out before RFC 5321 §4.5.3.2's
+        return True
     message = str(result.get("message") or "")
     return message.startswith("scenario did not finish within") or "/ Actual: no complete reply before the" in message
 
