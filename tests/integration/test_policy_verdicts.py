@@ -8,12 +8,15 @@ the setup/checked-step distinction the full catalog gave 138, 149 and 99 FAIL on
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -185,6 +188,8 @@ def test_rfc3207_publicly_referenced_rule_applies_to_mx_only(tmp_path: Path) -> 
     failed = run.result(scenario, "mx-tls-required")
     assert failed["outcome"] == "fail" and "530" in failed["message"]
     assert run.document is not None
+    jsonschema.validate(run.document, json.loads(
+        resources.files("conformance").joinpath("schema/results.schema.json").read_text()))
     assert run.document["summary"]["profile_would_add"] == {"none": {"mx": 1}}
     assert {t["label"]: t["profile"] for t in run.document["targets"]} == {
         "none": None, "mx": "mx", "submission": "submission", "mx-tls-required": "mx"}
