@@ -78,7 +78,8 @@ def catalog_run(tmp_path_factory: pytest.TempPathFactory) -> SuiteRun:
     ])
 
 
-@pytest.mark.parametrize("label", ["auth", "auth-creds", "starttls", "greylist"])
+# all-rcpt-450 is the measure of greylisting (450 4.7.1 to every RCPT): no FAIL either
+@pytest.mark.parametrize("label", ["auth", "auth-creds", "starttls", "greylist", "all-rcpt-450"])
 def test_policy_server_has_no_fail(catalog_run: SuiteRun, label: str) -> None:
     results = _results(catalog_run, label)
     assert len(results) > 300
