@@ -219,3 +219,15 @@ def test_slower_than_our_timeout_but_within_the_rfc_is_info(tmp_path: Path) -> N
     assert result["cause"] == "timeout"
     assert result["message"].startswith("the server did not answer within 1.5 s; RFC 5321 §4.5.3.2.6 allows it "
                                         "10 minutes")
+
+
+def test_cli_profile_option(tmp_path: Path) -> None:
+    """`smtp-conformance run --profile mx`: the relay check applies; without it, it is SKIPPED."""
+    out = tmp_path / "results.json"
+    for args, wanted in ((["--profile", "mx"], ("mx", "pass")), ([], (None, "skipped"))):
+        proc = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--target", "builtin", *args,
+                               "-k", "security-relay-foreign-rcpt", "--json", str(out)],
+                              capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        document = json.loads(out.read_text())
+        assert (document["targets"][0]["profile"], document["results"][0]["outcome"]) == wanted
