@@ -231,3 +231,18 @@ def test_cli_profile_option(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         document = json.loads(out.read_text())
         assert (document["targets"][0]["profile"], document["results"][0]["outcome"]) == wanted
+
+
+def test_scenario_budget_shorter_than_the_rfc_is_info(tmp_path: Path) -> None:
+    """The scenario's own budget (timeout: 3) runs out while the end of data is pending: INFO, not FAIL."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "budget.yaml").write_text(
+        "id: unit-budget\ntitle: a message under a short budget\nrfc: 5321\nsection: 4.1.1.4\nlevel: MUST\n"
+        "quote: If the processing is successful, the receiver MUST send an OK reply.\ntimeout: 3\nsteps:\n"
+        "  - use: transaction\n  - send: DATA\n    expect: 354\n  - message: hello\n    expect: 250\n")
+    run = _run(tmp_path, [_target(tmp_path, "slow", "slow-data-end", tls=False, delay=6)], "--smtp-timeout", "30",
+               paths=[str(folder / "budget.yaml")])
+    result = run.result("unit-budget", "slow")
+    assert (result["outcome"], result["cause"]) == ("info", "timeout"), result["message"]
+    assert "the scenario's budget of 3 s ran out); RFC 5321 §4.5.3.2.6 allows it 10 minutes" in result["message"]
