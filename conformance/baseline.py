@@ -83,6 +83,8 @@ class Comparison:
 
 
 def compare(results: list[dict[str, Any]], baseline: Baseline) -> Comparison:
+    # a scenario SKIPPED for the target's profile (C3) says nothing about the server: neither new nor fixed
+    results = [r for r in results if not r.get("profile_skip")]
     seen = {r["id"]: r for r in results}
     new, expected = [], []
     for r in results:
@@ -111,7 +113,7 @@ def baseline_yaml(results: list[dict[str, Any]], previous: Baseline | None = Non
     """A baseline listing every non-PASS result; reasons kept from the previous baseline where they exist."""
     entries = []
     for r in sorted(results, key=lambda r: r["id"]):
-        if r["outcome"] == "pass":
+        if r["outcome"] == "pass" or r.get("profile_skip"):
             continue
         old = previous.deviations.get(r["id"]) if previous else None
         actual = (r.get("step") or {}).get("actual") or r["message"]

@@ -145,6 +145,9 @@ def write_catalog(scenarios: list[Scenario], requirements: list[dict[str, Any]],
             if s.tags:
                 lines += ["Tags: " + ", ".join(s.tags) + ("; requires " + ", ".join(s.requires) if s.requires else ""),
                           ""]
+            if s.profiles:
+                lines += ["Profiles: " + ", ".join(s.profiles) + " (other targets, and those that declare no profile, "
+                          "skip it)", ""]
             if s.requirements:
                 lines += ["Checks: " + ", ".join(f"[{r}](rfc{reqs[r]['rfc'] if r in reqs else rfc}.md#{_anchor(r)})"
                                                  for r in s.requirements), ""]

@@ -147,6 +147,7 @@ def scenario_summary(s: Scenario) -> dict[str, Any]:
     return {"id": s.id, "title": s.title, "rfc": s.rfc, "section": s.section, "level": s.level.value,
             "level_from": s.level_from or None,
             "tags": list(s.tags), "requires": list(s.requires), "requirements": list(s.requirements),
+            "profiles": list(s.profiles),
             "file": s.file, "line": s.line}
 
 

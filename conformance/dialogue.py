@@ -26,6 +26,7 @@ from .mailbox import Mailbox, MailboxError
 from .model import (
     Action,
     Alternative,
+    Authenticate,
     Cause,
     DeliveryCheck,
     Disconnect,
@@ -141,7 +142,7 @@ def describe(obs: Observation) -> str:
 
 class Dialogue:
     def __init__(self, scenario: Scenario, endpoint: Endpoint, values: dict[str, str], settings: Settings,
-                 level: Level | None = None, mailbox: Mailbox | None = None) -> None:
+                 level: Level | None = None, mailbox: Mailbox | None = None, profile: str | None = None) -> None:
         self.scenario = scenario
         self.endpoint = endpoint
         self.token = f"smtpc-{uuid.uuid4().hex[:20]}"
@@ -164,6 +165,14 @@ class Dialogue:
         self.findings: list[str] = []
         self.keywords: list[str] = []
         self.step_index = 0
+        self.profile = profile  # the target's server profile (C3): picks an alternative's outcome_for
+        self.cause: str | None = None
+        self.waiting: _Wait | None = None  # the reply being waited for (to judge a timeout against the RFC's)
+        self.policy_reply: Reply | None = None  # the last reply, when it was a policy refusal (421, 530 …)
+        self.sent_any = False
+        self.replied_in_write = False  # a pipelined write already drew a reply: the server is reading it
+        self.session_at: int | None = None  # index of the session step being played, if any
+        self.accepted: set[tuple[str, int]] = set()  # steps (file, line) the server accepted at least once
 
     async def run(self) -> DialogueResult:
         started = time.monotonic()
@@ -178,8 +187,17 @@ class Dialogue:
         except ConnectError as exc:
             self.outcome, self.message, self.cause = Outcome.ERROR, str(exc), Cause.REFUSED
         except TimeoutError:
-            self._grade(self.level.miss_outcome, f"scenario did not finish within {budget:g} s (server too slow)",
-                        cause=Cause.SCENARIO_TIMEOUT)
+            waiting = self.waiting
+            rfc = _rfc_timeout(waiting.what) if waiting else None
+            if waiting is not None and rfc is not None and time.monotonic() - waiting.since < rfc[1] * 60:
+                # finding 13: our budget ran out before the RFC's own timeout for this reply: no verdict
+                self._grade(Outcome.INFO, f"the server did not answer within {time.monotonic() - waiting.since:.0f} s "
+                            f"(the scenario's budget of {budget:g} s ran out); RFC 5321 §{rfc[0]} allows it "
+                            f"{rfc[1]} minutes", waiting.source, None, None, cause=Cause.TIMEOUT,
+                            expected=waiting.expected, actual="no complete reply before the scenario's budget")
+            else:
+                self._grade(self.level.miss_outcome, f"scenario did not finish within {budget:g} s (server too slow)",
+                            cause=Cause.SCENARIO_TIMEOUT)
         finally:
             await self.conn.close()
         if self.outcome is Outcome.PASS and self.level is Level.INFO:
@@ -192,7 +210,8 @@ class Dialogue:
             outcome=self.outcome, message=self.message, duration_s=round(time.monotonic() - started, 4),
             transcript=self.transcript, branch=self.branch, decisive=self.decisive, codes=self.codes,
             decisive_code=self.decisive_code if self.decisive else self.last_code, connection=connection,
-            findings=self.findings, keywords=self.keywords, cause=self.cause,
+            findings=self.findings, keywords=self.keywords,
+            cause=self.cause if self.outcome is not Outcome.PASS else None,
         )
 
     async def _run(self) -> None:
@@ -213,6 +232,8 @@ class Dialogue:
                 await self._tls(action)
             elif isinstance(action, StartTLS):
                 await self._starttls(action)
+            elif isinstance(action, Authenticate):
+                await self._authenticate(action)
             elif isinstance(action, Sleep):
                 await asyncio.sleep(action.seconds)
             elif isinstance(action, RequireKeywords):
@@ -229,8 +250,9 @@ class Dialogue:
 
     async def _second_session(self, action: SecondSession) -> None:
         """A second connection while the first stays open; its replies are judged like the first's."""
-        first, keywords = self.conn, self.keywords
-        self.conn = Connection(self.transcript)
+        first, keywords, sent_any = self.conn, self.keywords, self.sent_any
+        self.session_at = self.step_index  # setup or checked: as the session step itself
+        self.conn, self.sent_any = Connection(self.transcript), False
         self.transcript.event("second connection (the first stays open)")
         ep = self.endpoint
         try:
@@ -246,14 +268,21 @@ class Dialogue:
         finally:
             await self.conn.close()
             self.transcript.event("second connection closed; back on the first")
-            self.conn, self.keywords = first, keywords
+            self.conn, self.keywords, self.sent_any = first, keywords, sent_any
+            self.session_at = None
 
     # ----- actions -----------------------------------------------------------------------------
     async def _write(self, action: Write) -> None:
         data = b"".join(self._payload_bytes(p) for p in action.payloads)
         await self.conn.send(data, self.settings.timeout, action.chunk_size, action.delay)
-        for expect in action.expects:
-            await self._expect(expect)
+        self.sent_any = True
+        # what each reply answers, for messages and RFC timeouts (known when every payload draws one reply)
+        paired = len(action.payloads) == len(action.expects)
+        self.replied_in_write = False
+        for n, expect in enumerate(action.expects):
+            await self._expect(expect, _answers(expect, action.payloads[n]) if paired else expect.command)
+            self.replied_in_write = True
+        self.replied_in_write = False
 
     def _payload_bytes(self, payload: Payload) -> bytes:
         values = self.values if not payload.index else {**self.values, "i": str(payload.index)}
@@ -270,9 +299,16 @@ class Dialogue:
             return f"BDAT {size}{' LAST' if payload.last else ''}\r\n".encode() + body
         return dot_stuff(body)
 
-    async def _expect(self, expect: Expectation) -> None:
+    async def _expect(self, expect: Expectation, what: str | None = None) -> None:
         timeout = expect.timeout or self.settings.timeout
+        if what is None:
+            what = expect.command or (None if self.sent_any else GREETING)
+        self.waiting = _Wait(what, time.monotonic(), expect.source, expect.describe())
         obs = await self.conn.next(timeout)
+        self.waiting = None
+        policy_before, self.policy_reply = self.policy_reply, None
+        if isinstance(obs, Reply) and _is_policy(obs):
+            self.policy_reply = obs
         if isinstance(obs, Reply):
             self.codes.append(obs.code)
             self.last_code = obs.code
@@ -288,16 +324,26 @@ class Dialogue:
             if matches(alt, obs, self.values):
                 if alt.note:
                     self.branch.append(alt.note)
-                if alt.outcome is not Outcome.PASS:
-                    self._grade(alt.outcome, _verdict_text(expect, obs, alt.note), expect.source, expect, obs)
+                outcome = alt.outcome_under(self.profile)
+                if outcome is Outcome.PASS and isinstance(obs, Reply) and obs.code and obs.code // 100 in (2, 3):
+                    self.accepted.add(_place(expect.source))
+                if outcome not in (Outcome.PASS, Outcome.INFO) and _by_wildcard(alt, obs) and self._excused(
+                        expect, obs, what, timeout, policy_before):
+                    raise _Stop  # a policy refusal caught only by a catch-all (5xx …) alternative: not judged
+                if outcome is not Outcome.PASS:
+                    self._grade(outcome, _verdict_text(expect, obs, alt.note), expect.source, expect, obs)
                 if alt.stop or (isinstance(obs, Reply) and obs.truncated):
                     raise _Stop
                 return
+        if self._excused(expect, obs, what, timeout, policy_before):
+            raise _Stop
+        if isinstance(obs, Event) and policy_before is not None and policy_before.code == 421:
+            obs = policy_before  # the close that 421 announced
         if isinstance(obs, Reply) and obs.code == 421:
             # §3.8: a server may close with 421 at any time; that is not a violation of this requirement.
             self._grade(Outcome.INFO, "the server ended the session with 421 before the requirement could be "
-                        f"checked (RFC 5321 §3.8 allows 421 at any time): {obs.summary()}", expect.source,
-                        expect, obs, cause=Cause.TRANSIENT)
+                        f"checked (RFC 5321 §3.8 allows 421 at any time): {obs.summary()} ({self._where()})",
+                        expect.source, expect, obs, cause=Cause.TRANSIENT)
             raise _Stop
         self._grade(self.level.miss_outcome, _verdict_text(expect, obs), expect.source, expect, obs)
         raise _Stop
@@ -317,6 +363,14 @@ class Dialogue:
         if isinstance(reply, Reply):
             self.codes.append(reply.code)
             self.last_code = reply.code
+        if isinstance(reply, Reply) and reply.code == 421:
+            self._grade(Outcome.INFO, "the server ended the session with 421 before the requirement could be "
+                        f"checked (RFC 5321 §3.8 allows 421 at any time): {reply.summary()} ({self._where()})",
+                        action.source, None, reply, expected=["220"], cause="transient")
+            raise _Stop
+        if isinstance(reply, Reply) and _is_policy(reply) and self._setup:
+            self._setup_refused("STARTTLS", reply, action.source, ["220"])
+            raise _Stop
         if isinstance(reply, Reply) and reply.code == 454:  # RFC 3207 §4: TLS not available for now
             self._grade(Outcome.INFO, "TLS temporarily unavailable (454, RFC 3207 §4): nothing to check",
                         action.source, None, reply, cause=Cause.TRANSIENT)
@@ -336,6 +390,108 @@ class Dialogue:
         self._grade(self.level.miss_outcome, f"Expected: 250 to EHLO after TLS / Actual: {describe(ehlo)}",
                     action.source, None, ehlo, expected=["250"])
         raise _Stop
+
+    # ----- setup versus the checked step (C2), policy refusals and RFC timeouts ---------------------
+    @property
+    def _setup(self) -> bool:
+        """Before the scenario's checked step (docs/scenario-format.md, "Setup and the checked step")."""
+        index = self.step_index if self.session_at is None else self.session_at
+        return index < self.scenario.checked_from
+
+    def _where(self) -> str:
+        return f"{'setup' if self._setup else 'checked'} step {self.step_index + 1}"
+
+    def _setup_refused(self, what: str | None, obs: Reply, source: Source, expected: list[str],
+                       closed: bool = False) -> None:
+        reply = obs.summary()
+        if what == GREETING:
+            how = f"the server greeted with {reply}"
+        else:
+            how = f"{what or 'the command'} was refused with {reply}"
+        if closed:
+            how += ", then the connection was closed"
+        self._grade(Outcome.UNSUPPORTED, f"could not reach the state this requirement needs: {how} ({self._where()}; "
+                    "a refusal the RFCs allow for policy or load, not a violation)", source, None, obs,
+                    expected=expected, cause="setup-refused")
+
+    def _excused(self, expect: Expectation, obs: Observation, what: str | None, waited: float,
+                 policy_before: Reply | None) -> bool:
+        """Grade an unexpected observation that is not a violation; True when it was (the dialogue stops)."""
+        expected = expect.describe()
+        if isinstance(obs, Event) and obs.kind == "timeout":
+            rfc = _rfc_timeout(what)
+            # Judged as before: silence after the server answered an earlier command of the same pipelined write
+            # (it lost the rest, RFC 2920 §3.2), and a second session's missing greeting while the first is held
+            # open (that is what concurrent-session scenarios check)
+            lost = self.replied_in_write or (what == GREETING and self.session_at is not None)
+            if rfc is not None and waited < rfc[1] * 60 and not lost:
+                self._grade(Outcome.INFO, f"the server did not answer within {waited:g} s; RFC 5321 §{rfc[0]} allows "
+                            f"it {rfc[1]} minutes ({self._where()}: the suite's timeout is shorter than the RFC's, "
+                            "so this is no verdict)", expect.source, expect, obs, cause="timeout")
+                return True
+            return False
+        if isinstance(obs, Event):  # closed or reset
+            if policy_before is not None and policy_before.code == 421:
+                return False  # 421 announced the close: graded as 421 below
+            if policy_before is not None and self._setup:
+                self._setup_refused(what, policy_before, expect.source, expected, closed=True)
+                return True
+            return False
+        if not _is_policy(obs) or obs.code == 421:  # 421 keeps its own INFO (§3.8), graded by the caller
+            return False
+        if obs.code == 530 and what in NOT_530:
+            return False  # RFC 4954 §6 and RFC 3207 §4 both keep EHLO, NOOP and QUIT free of 530
+        if self._setup:
+            self._setup_refused(what, obs, expect.source, expected)
+            return True
+        accepting = _accepts(expect)
+        # a step the server accepted before (the 101st of 1001 repeated RCPTs) could be accepted: judged
+        if obs.code in TRANSIENT and accepting and _place(expect.source) not in self.accepted:
+            self._grade(Outcome.INFO, f"{what or 'the command'} got a transient refusal {obs.summary()} where "
+                        f"acceptance was expected ({self._where()}; a 4yz says \"not now\", RFC 5321 §4.2.1 and "
+                        "§4.3.2): nothing to judge", expect.source, expect, obs, cause="transient")
+            return True
+        # 530 asks for AUTH or TLS first, whatever the command (RFC 4954 §6, RFC 3207 §4). A 554 or 538 at the
+        # checked step is judged: it can be the very refusal the requirement forbids (§4.5.3.1.8, RFC 4954 §6).
+        if obs.code == 530 and not _names(expect, 530):  # where the author expects a 530, it is what is checked
+            self._setup_refused(what, obs, expect.source, expected)
+            return True
+        return False
+
+    async def _authenticate(self, action: Authenticate) -> None:
+        """Setup for servers that want credentials: STARTTLS where offered, then AUTH, when --auth is given."""
+        user, password = self.values.get("user"), self.values.get("password")
+        if user is None or password is None:
+            return  # no credentials: the session stays as it is (a server requiring AUTH refuses later)
+        offered = {k.split()[0].upper(): [p.upper() for p in k.split()[1:]] for k in self.keywords if k.strip()}
+        if "STARTTLS" in offered and not self.conn.tls:
+            await self._starttls(StartTLS("if-offered", action.source, action.timeout))
+            offered = {k.split()[0].upper(): [p.upper() for p in k.split()[1:]] for k in self.keywords if k.strip()}
+        mechanisms = offered.get("AUTH", [])
+        if "PLAIN" in mechanisms:
+            steps = [(f"AUTH PLAIN {self.values['auth_plain']}", (235,))]
+        elif "LOGIN" in mechanisms:
+            steps = [("AUTH LOGIN", (334,)), (self.values["auth_login_user"], (334,)),
+                     (self.values["auth_login_password"], (235,))]
+        else:
+            self.transcript.event("credentials given, but the server offers no AUTH PLAIN or LOGIN here: not used")
+            return
+        timeout = action.timeout or self.settings.timeout
+        for line, wanted in steps:
+            await self.conn.send(line.encode() + b"\r\n", self.settings.timeout)
+            reply = await self.conn.next(timeout)
+            if isinstance(reply, Reply):
+                self.codes.append(reply.code)
+                self.last_code = reply.code
+                if reply.code in wanted and not reply.truncated:
+                    continue
+                if _is_policy(reply):
+                    self._setup_refused("AUTH", reply, action.source, ["235"])
+                    raise _Stop
+            self._grade(Outcome.ERROR, f"the credentials given for this target were not accepted: Expected: "
+                        f"{'/'.join(map(str, wanted))} to AUTH / Actual: {describe(reply)} ({self._where()})",
+                        action.source, None, reply, expected=["235"], cause="harness")
+            raise _Stop
 
     def _check_enhanced(self, expect: Expectation, obs: Reply) -> None:
         """RFC 2034 §4: every reply but the greeting and those to HELO/EHLO carries a matching x.y.z."""
@@ -449,6 +605,69 @@ class Dialogue:
                 actual=actual or (describe(obs) if obs is not None else message),
             )
             self.decisive_code = obs.code if isinstance(obs, Reply) else None
+
+
+GREETING = "the greeting"
+# Replies the RFCs allow for policy or load (RFC 5321 §3.8, §4.3.2; RFC 4954 §6; RFC 3207 §4, §4.1)
+POLICY_CODES = frozenset({421, 450, 451, 452, 454, 530, 538, 554})
+TRANSIENT = frozenset({421, 450, 451, 452, 454})
+NOT_530 = frozenset({"EHLO", "NOOP", "QUIT"})  # exempt from 530 under both RFC 4954 §6 and RFC 3207 §4
+DATA_END = "the end of the message data"
+# RFC 5321 §4.5.3.2: the least time a client must give the server for each reply (section, minutes)
+RFC_TIMEOUTS = {GREETING: ("4.5.3.2.1", 5), "MAIL": ("4.5.3.2.2", 5), "RCPT": ("4.5.3.2.3", 5),
+                "DATA": ("4.5.3.2.4", 2), DATA_END: ("4.5.3.2.6", 10)}
+
+
+@dataclass
+class _Wait:
+    what: str | None
+    since: float
+    source: Source
+    expected: list[str]
+
+
+def _rfc_timeout(what: str | None) -> tuple[str, int] | None:
+    return RFC_TIMEOUTS.get(what) if what else None
+
+
+def _answers(expect: Expectation, payload: Payload) -> str | None:
+    """What a reply answers: the command's verb, or the end of a DATA message."""
+    if payload.kind == "message":
+        return DATA_END
+    if expect.command:
+        return expect.command
+    if payload.kind == "raw":  # a raw command line: its first word, when it looks like a verb
+        head = b"".join(p for p in payload.template.parts if isinstance(p, bytes)).split(b"\r\n")[0].split()
+        if head and head[0].isalpha() and len(head[0]) <= 10:
+            return head[0].decode("ascii").upper()
+    return None
+
+
+def _accepts(expect: Expectation) -> bool:
+    """A PASS alternative is a 2xx/3xx reply: the server could have accepted here, so "not now" is no verdict."""
+    return any(a.outcome is Outcome.PASS and any(c[0] in "23" for c in a.codes) for a in expect.alternatives)
+
+
+def _by_wildcard(alt: Alternative, obs: Observation) -> bool:
+    """A 530 matched only a code pattern (5xx, 53x) or no code at all: the author did not name it."""
+    return (isinstance(obs, Reply) and obs.code == 530 and str(obs.code) not in alt.codes
+            and not alt.close and not alt.silence)
+
+
+def _names(expect: Expectation, code: int) -> bool:
+    return any(str(code) in alt.codes for alt in expect.alternatives)
+
+
+def _is_policy(obs: Reply) -> bool:
+    """A refusal the RFCs allow for policy or load. 554 only as a security/policy refusal (RFC 3207 §4.1):
+    with an X.7.X enhanced code (RFC 3463); a bare 554 is the ordinary "transaction failed"."""
+    if obs.code is None or obs.truncated or obs.code not in POLICY_CODES:
+        return False
+    return obs.code != 554 or (obs.enhanced or "").startswith("5.7.")
+
+
+def _place(source: Source) -> tuple[str, int]:
+    return source.file, source.line
 
 
 def _verdict_text(expect: Expectation, obs: Observation, note: str | None = None) -> str:

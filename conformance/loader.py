@@ -15,6 +15,7 @@ import jsonschema
 from .model import (
     Action,
     Alternative,
+    Authenticate,
     DeliveryCheck,
     Disconnect,
     EnhancedCodes,
@@ -46,7 +47,7 @@ SHIPPED_FRAGMENTS = next((p for p in (Path(__file__).resolve().parent.parent / "
                          Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE)
 MAX_FILE_OCTETS = 4 * 1024 * 1024
 ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
-           "delivered", "enhanced_codes", "disconnect", "session", "starttls")
+           "delivered", "enhanced_codes", "disconnect", "session", "starttls", "authenticate")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
 MODIFIERS = {
     "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
@@ -66,7 +67,13 @@ MODIFIERS = {
     "disconnect": {"note"},
     "session": {"note"},
     "starttls": {"timeout", "note"},
+    "authenticate": {"timeout", "note"},
 }
+for _modifiers in MODIFIERS.values():
+    _modifiers.add("check")  # C2: this step checks the requirement; the steps before it are setup
+# steps that read a reply or the mailbox: the last such top-level step is checked when none is marked
+READING = ("send", "raw", "message", "bdat", "pipeline", "expect", "silence", "close", "delivered", "session",
+           "starttls")
 
 
 @dataclass
@@ -262,7 +269,7 @@ class Loader:
             return None
         ctx = _Context(file, doc, lines, problems, fragments)
         before = len(problems)
-        actions = self._steps(data["steps"], ("steps",), ctx)
+        actions, checked_from = self._top_steps(data["steps"], ctx)
         cut = next((i for i, a in enumerate(actions) if isinstance(a, Disconnect)), None)
         if cut is not None:
             for later in actions[cut + 1:]:
@@ -315,6 +322,8 @@ class Loader:
             description=data.get("description", ""),
             timeout=data.get("timeout"),
             variables=variables,
+            checked_from=checked_from,
+            profiles=tuple(data.get("profiles", ())),
         )
 
     def _schema_problems(self, validator: jsonschema.Draft202012Validator, doc: Document,
@@ -322,6 +331,20 @@ class Loader:
         return schema_problems(validator, doc, file, self._defs)
 
     # ----- steps -------------------------------------------------------------------------------
+    def _top_steps(self, steps: list[Any], ctx: _Context) -> tuple[list[Action], int]:
+        """The scenario's own steps, and where its checked step starts (C2; docs/scenario-format.md)."""
+        actions: list[Action] = []
+        starts: list[int] = []
+        for i, step in enumerate(steps):
+            starts.append(len(actions))
+            actions.extend(self._step(step, ("steps", i), ctx))
+        marked = [i for i, step in enumerate(steps) if isinstance(step, dict) and step.get("check") is True]
+        if marked:
+            return actions, starts[marked[0]]
+        reading = [i for i, step in enumerate(steps)
+                   if isinstance(step, dict) and any(k in step for k in READING) and "use" not in step]
+        return actions, starts[reading[-1]] if reading else 0
+
     def _steps(self, steps: list[Any], path: DocPath, ctx: _Context) -> list[Action]:
         actions: list[Action] = []
         for i, step in enumerate(steps):
@@ -341,6 +364,11 @@ class Loader:
         if extra:
             allowed = ", ".join(sorted(MODIFIERS[action])) or "nothing"
             ctx.problem(path + (extra[0],), f"'{extra[0]}' cannot go with '{action}' (it takes: {allowed})")
+            return []
+        if "check" in step and (ctx.using or ctx.in_session):
+            where = "a fragment" if ctx.using else "a second session"
+            ctx.problem(path + ("check",), f"'check' goes on the scenario's own steps, not inside {where} "
+                        "(mark the use/session step itself)")
             return []
         source = ctx.source(path)
         timeout = step.get("timeout")
@@ -376,6 +404,8 @@ class Loader:
             return [Disconnect(source)]
         if action == "starttls":
             return [StartTLS(step["starttls"], source, timeout)]
+        if action == "authenticate":
+            return [Authenticate(step["authenticate"], source, timeout)]
         if action == "session":
             if ctx.in_session:
                 ctx.problem(path + ("session",), "a second session cannot open another one")
@@ -512,6 +542,7 @@ class Loader:
                 stop=bool(item.get("stop", False)),
                 wellformed=bool(item.get("wellformed", False)),
                 wire=item.get("wire"),
+                outcome_for=tuple((p, Outcome(o)) for p, o in item.get("outcome_for", {}).items()),
             ))
         return Expectation(tuple(alternatives), source, timeout, command)
 

@@ -137,6 +137,11 @@ class Alternative:
     stop: bool = False  # end the dialogue here (e.g. the server refused service)
     wellformed: bool = False  # the reply must also be free of §4.2 syntax findings
     wire: str | None = None  # regex searched in the reply exactly as received (CR and LF included)
+    outcome_for: tuple[tuple[str, Outcome], ...] = ()  # (profile, outcome): overrides `outcome` for that profile
+
+    def outcome_under(self, profile: str | None) -> Outcome:
+        """The outcome for a target of this profile (C3: `outcome_for: {catcher: info}`)."""
+        return next((o for p, o in self.outcome_for if p == profile), self.outcome)
 
     def describe(self) -> str:
         if self.close:
@@ -217,6 +222,15 @@ class StartTLS:
 
 
 @dataclass(frozen=True)
+class Authenticate:
+    """Where the target has credentials: STARTTLS if offered, then AUTH with them if offered (`if-configured`)."""
+
+    mode: str  # "if-configured"
+    source: Source
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
 class Sleep:
     seconds: float
     source: Source
@@ -264,8 +278,8 @@ class SecondSession:
     source: Source
 
 
-Action = (Write | Read | TLSHandshake | StartTLS | Sleep | RequireKeywords | DeliveryCheck | EnhancedCodes
-          | Disconnect | SecondSession)
+Action = (Write | Read | TLSHandshake | StartTLS | Authenticate | Sleep | RequireKeywords | DeliveryCheck
+          | EnhancedCodes | Disconnect | SecondSession)
 
 
 @dataclass(frozen=True)
@@ -287,6 +301,13 @@ class Scenario:
     timeout: float | None = None
     variables: frozenset[str] = field(default_factory=frozenset)
     level_from: str = ""  # where the level comes from when the quote itself has no BCP 14 keyword
+    # index into `actions` of the first action of the checked step (C2): the actions before it are setup
+    checked_from: int = 0
+    profiles: tuple[str, ...] = ()  # server profiles the scenario applies to (C3); empty = every profile
+
+
+# Server profiles (C3): what kind of server a target is; unset judges only what holds for every profile.
+PROFILES = ("mx", "submission", "relay", "catcher")
 
 
 def rfc_order(rfc: str) -> tuple[int, int, str]:

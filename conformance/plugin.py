@@ -350,6 +350,10 @@ class SmtpSession:
         colour = bool(getattr(tr, "hasmarkup", False)) and not os.environ.get("NO_COLOR")
         for line in summary_lines(self.document, color=colour):
             tr.write_line(line)
+        for label, counts in summary.get("profile_would_add", {}).items():
+            added = ", ".join(f"{profile}: {n}" for profile, n in sorted(counts.items()))
+            tr.write_line(f"{label}: no profile declared; a profile would add scenarios ({added}): "
+                          "declare it with --profile (CLI), --smtp-profile or `profile:` in the targets file")
         for path in self.written:
             tr.write_line(f"written: {path}")
         if github_enabled(self.config.getoption("smtp_github")):
@@ -370,6 +374,8 @@ def _param_args(config: pytest.Config) -> str:
         out += " --smtp-auth USER:PASSWORD"
     if config.getoption("smtp_tls") != "none":
         out += f" --smtp-tls {config.getoption('smtp_tls')}"
+    if config.getoption("smtp_profile"):
+        out += f" --smtp-profile {config.getoption('smtp_profile')}"
     return out
 
 

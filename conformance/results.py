@@ -33,6 +33,7 @@ class Result:
     section: str
     quote: str
     requirements: list[str]
+    profiles: list[str]  # the server profiles the scenario applies to (empty: every profile)
     tags: list[str]
     requires: list[str]  # with `needs`: lets reports say why a scenario could not run
     needs: list[str]
@@ -43,6 +44,7 @@ class Result:
     duration_s: float = 0.0
     message: str = ""
     cause: str | None = None  # a conformance.model.Cause value, or None when nothing went wrong
+    profile_skip: str | None = None  # why the scenario was skipped for the target's profile
     branch: str | None = None
     step: dict[str, Any] | None = None
     codes: list[int | None] = field(default_factory=list)
@@ -57,12 +59,13 @@ class Result:
         result = cls(
             id=scenario.id, title=scenario.title, target=target, outcome=outcome.value,
             level=scenario.level.value, rfc=scenario.rfc, section=scenario.section, quote=scenario.quote,
-            requirements=list(scenario.requirements), tags=list(scenario.tags),
+            requirements=list(scenario.requirements), profiles=list(scenario.profiles), tags=list(scenario.tags),
             requires=list(scenario.requires), needs=list(scenario.needs), file=scenario.file,
             line=scenario.line, message=message, cause=None if cause is None else str(cause),
         )
         if dialogue is not None:
             result.duration_s = dialogue.duration_s
+            result.cause = result.cause or (None if dialogue.cause is None else str(dialogue.cause))
             result.branch = "; ".join(dialogue.branch) or None
             result.step = dialogue.decisive.as_json() if dialogue.decisive else None
             result.codes = list(dialogue.codes)
@@ -91,7 +94,19 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         "total": len(results),
         "outcomes": {o: overall.get(o, 0) for o in OUTCOME_ORDER},
         "targets": {t: {o: c.get(o, 0) for o in OUTCOME_ORDER} for t, c in per_target.items()},
+        "profile_would_add": profile_would_add(results),
     }
+
+
+def profile_would_add(results: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per target without a profile: how many SKIPPED scenarios each profile would have judged (C3)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in results:
+        if r["outcome"] == Outcome.SKIPPED.value and r.get("profiles") and r.get("profile_skip") == "undeclared":
+            counts = out.setdefault(r["target"], {})
+            for profile in r["profiles"]:
+                counts[profile] = counts.get(profile, 0) + 1
+    return out
 
 
 def build_document(results: list[dict[str, Any]], targets: list[dict[str, Any]], started: dt.datetime,

@@ -53,10 +53,21 @@ class TargetState:
             "tls_ehlo_keywords": self.tls_keywords,
             "tls": self.tls,
             "params": t.params.public(),
+            "profile": t.params.profile,
             "details": t.details() | ({"config": t.config} if t.config else {}),
             "error": self.error or self.broken,
             "logs": t.logs(),
         }
+
+
+def profile_skip(scenario: Scenario, profile: str | None) -> str | None:
+    """Why a scenario does not apply to a target of this profile (C3), or None when it does."""
+    if not scenario.profiles or profile in scenario.profiles:
+        return None
+    wanted = ", ".join(scenario.profiles)
+    if profile is None:
+        return f"applies to profile {wanted}; declare --profile"
+    return f"applies to profile {wanted}, not to this {profile} target"
 
 
 class Runner:
@@ -133,6 +144,11 @@ class Runner:
             return result_entry(scenario, label, Outcome.UNSUPPORTED,
                                 f"needs EHLO keyword{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
                                 "which the target does not advertise", cause=Cause.UNSUPPORTED_EXTENSION)
+        skipped = profile_skip(scenario, state.target.params.profile)
+        if skipped:
+            entry = result_entry(scenario, label, Outcome.SKIPPED, skipped)
+            entry["profile_skip"] = "undeclared" if state.target.params.profile is None else "other"
+            return entry
         lacking = [n for n in scenario.needs if n not in state.target.capabilities()]
         if lacking:
             return result_entry(scenario, label, Outcome.UNSUPPORTED,
@@ -156,7 +172,8 @@ class Runner:
                                         f"not run: the target's time limit of {limit:g} s was used up",
                                         cause=Cause.TIME_LIMIT)
                 settings = replace(settings, deadline=left)
-            dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.target.mailbox())
+            dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.target.mailbox(),
+                                profile=params.profile)
             outcome = await dialogue.run()
         return result_entry(scenario, label, outcome.outcome, outcome.message, outcome, cause=outcome.cause)
 

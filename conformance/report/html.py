@@ -238,8 +238,9 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
         anchors[id(r)] = _add_result(rows, r, labels, used_ids, target_token, lean)
     body, details, groups, differences = _body(rows, labels)
     profiles = {_s(r.get("target")): _s(r.get("profile")) for r in results if r.get("profile")}
+    would_add = _dict(_dict(doc.get("summary")).get("profile_would_add"))
     targets = [_target_card(label, target_docs[label], target_token[label], target_counts[label],
-                            profiles.get(label, "")) for label in labels]
+                            profiles.get(label, ""), would_add.get(label)) for label in labels]
     run_info = _run_info(_dict(doc.get("run")))
     tool = _dict(doc.get("tool"))
     tool_name = _s(tool.get("name")) or "smtp-conformance"
@@ -408,7 +409,7 @@ def _detail_group(row: dict[str, Any], items: list[_NS]) -> _NS:
 
 
 def _target_card(label: str, t: Mapping[str, Any], token: str, counts: dict[str, int],
-                 result_profile: str = "") -> dict[str, Any]:
+                 result_profile: str = "", would_add: Any = None) -> dict[str, Any]:
     return {
         "label": label,
         "token": token,
@@ -417,6 +418,7 @@ def _target_card(label: str, t: Mapping[str, Any], token: str, counts: dict[str,
         "spec": _s(t.get("spec")),
         "banner": _s(t.get("banner")),
         "profile": _s(t.get("profile") or _dict(t.get("params")).get("profile") or result_profile),
+        "would_add": _kv(would_add),  # profile-dependent scenarios a declared profile would have run
         "identity": _identity_line(_dict(t.get("details")), _s(t.get("spec"))),
         "ehlo": [_s(k) for k in _list(t.get("ehlo_keywords"))],
         "tls": _s(t.get("tls")),

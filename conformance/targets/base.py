@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..mailbox import Mailbox, parse_mailbox
+from ..model import PROFILES
 from ..templates import credential_values
 
 MAILBOX_HELP = ("where accepted mail can be read back: maildir:PATH, mailhog:URL, mailpit:URL, maildev:URL, "
@@ -99,6 +100,8 @@ class TargetParams:
         {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
          "description": "seconds for all of this target's scenarios; what is left after that FAILs as not run"},
         cli=False)
+    profile: str | None = _param(None, "server profile: mx, submission, relay or catcher (default: judge only what "
+                                 "holds for every profile)", {"enum": list(PROFILES)})
 
     def values(self) -> dict[str, str]:
         out = {
@@ -116,7 +119,8 @@ class TargetParams:
         """For reports: never the credentials."""
         values = self.values()
         return {k: values[k] for k in ("domain", "rcpt", "foreign_rcpt", "sender", "client")} | {
-            "tls": self.tls, "credentials": self.user is not None, "mailbox": self.mailbox_spec()}
+            "tls": self.tls, "credentials": self.user is not None, "mailbox": self.mailbox_spec(),
+            "profile": self.profile}
 
     def mailbox_spec(self) -> str | None:
         return self.mailbox or (f"maildir:{self.maildir}" if self.maildir else None)

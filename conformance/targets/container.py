@@ -50,17 +50,18 @@ class Preset:
     api_kind: str | None = None  # conformance.mailbox kind that reads the API (mailhog, mailpit)
     maildir: str | None = None  # where accepted mail lands, inside the container
     build: str = ""  # how to get the image when it is missing
+    profile: str | None = None  # the server profile it runs as (C3), unless the user declares another
 
 
 PRESETS: MappingProxyType[str, Preset] = MappingProxyType({
     "mailhog": Preset("mailhog/mailhog", 1025, 8025, api_messages="/api/v2/messages", api_kind="mailhog",
-                      build="docker pull mailhog/mailhog"),
+                      build="docker pull mailhog/mailhog", profile="catcher"),
     "mailpit": Preset("axllent/mailpit", 1025, 8025, api_messages="/api/v1/messages", api_kind="mailpit",
-                      build="docker pull axllent/mailpit"),
+                      build="docker pull axllent/mailpit", profile="catcher"),
     "postfix": Preset("smtp-conformance/postfix:latest", 25,
                       maildir="/var/mail/vhosts/example.test/user/",
                       build="scripts/containers/build-images postfix (or docker build -t "
-                            "smtp-conformance/postfix:latest images/postfix)"),
+                            "smtp-conformance/postfix:latest images/postfix)", profile="mx"),
     "pysmtp": Preset("smtp-conformance/pysmtp:latest", 1025, 8025, env=(("PYSMTP_DOMAINS", "example.test"),),
                      api_messages="/api/v2/messages", api_kind="mailhog",
                      build="scripts/containers/build-images pysmtp (or docker build -t "
@@ -287,6 +288,8 @@ class ImageTarget(Target):
             else:
                 last = image.split("@")[0].rsplit("/", 1)[-1]
                 label = last.removesuffix(":latest")
+        if params.profile is None and defaults.profile is not None:
+            params = params.with_(profile=defaults.profile)
         return cls(label=sanitize_label(label), spec=spec, params=params, image=image, port=smtp, api_port=api,
                    env={**dict(defaults.env), **env}, command=command, preset=preset)
 
