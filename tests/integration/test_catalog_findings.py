@@ -189,7 +189,8 @@ HARAKA = Script(ehlo_first="haraka.example.test Hello {arg}", ehlo=("PIPELINING"
                          "MAIL": lambda s, a: b"250 sender <> OK\r\n" if a.strip().upper() == "FROM:" and s.helo
                          else None})
 MAILHOG = Script(ehlo_first="Hello {arg}", ehlo=("PIPELINING", "AUTH EXTERNAL CRAM-MD5 LOGIN PLAIN"),
-                 sequence_500=True)
+                 sequence_500=True,  # and, like MailHog, AUTH PLAIN with any credentials
+                 replies={"AUTH": b"235 Authentication successful\r\n"})
 SCRIPTS: dict[str, Script] = {
     # finding 1: aiosmtpd / smtp-server take the password and drop the authorization identity
     "auth-ignores-authzid": Script(ehlo=("8BITMIME", "AUTH PLAIN", "HELP"), replies={"AUTH": _auth(ok=True)}),

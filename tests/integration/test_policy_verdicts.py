@@ -181,7 +181,7 @@ def test_rfc3207_publicly_referenced_rule_applies_to_mx_only(tmp_path: Path) -> 
     ], "--smtp-html", str(html), paths=[f"scenarios/rfc3207/4-starttls.yaml::{scenario}"])
     report = html.read_text()
     assert "none declared (only what holds for every profile is judged); a profile would add mx: 1" in report
-    assert "<div class=\"tbanner\">profile submission</div>" in report
+    assert "<span class=\"muted\">(submission)</span>" in report
     skipped = run.result(scenario, "none")
     assert skipped["outcome"] == "skipped" and skipped["message"] == "applies to profile mx; declare --profile"
     assert run.result(scenario, "mx")["outcome"] == "pass"
