@@ -1,0 +1,129 @@
+"""Negative proofs for the stored-form scenarios (issue 12): what a server *stored*, not only what it replied.
+
+Six servers that each store or account wrongly in exactly one way (tests/servers/stored.py) must FAIL the
+scenario about that one thing, at its RFC level and at the step that checks it; the same server without the
+fault, the builtin and the real servers that do it right must PASS the same scenarios. Everything goes
+through the suite as a user runs it (pytest in a subprocess, a targets file giving each server its Maildir).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.baseline import compare, format_comparison, load_baseline
+from tests.servers.stored import STORED_FAULTS, start_stored
+from tests.support import REPO, catalog, mismatches, real_server, run_selected
+
+FILES = [
+    "scenarios/rfc5321/4.5.2-stored-form.yaml",
+    "scenarios/rfc5321/4.1.1.5-state-delivery.yaml",
+    "scenarios/rfc5321/2.4-domain-case.yaml",
+    "scenarios/rfc1870/4-size-boundary.yaml",
+    "scenarios/rfc3030/2-chunking-stored.yaml",
+    "scenarios/rfc6531/3-smtputf8-stored.yaml",
+    "scenarios/rfc5321/4.1.1.1-helo-domain.yaml",
+    "scenarios/rfc5321/3.5.1-vrfy-bare-local-part.yaml",
+    "scenarios/rfc2920/3.1-after-end-of-data.yaml",
+]
+
+# fault -> the scenario that must FAIL on it, and text of the step that decides it (its YAML)
+DECISIVE: dict[str, tuple[str, str]] = {
+    "no-unstuff": ("rfc5321-4.5.2-stored-unstuffed-once", "delivered"),
+    "truncate-long-lines": ("rfc5321-4.5.3.1.6-text-line-998-stored-intact", "delivered"),
+    "bdat-last-chunk-only": ("rfc3030-2-bdat-chunks-concatenated", "delivered"),
+    "rset-keeps-rcpts": ("rfc5321-4.1.1.5-rset-recipients-not-delivered", "delivered"),
+    "domain-case-sensitive": ("rfc5321-2.4-recipient-domain-case-insensitive", "RCPT TO:<user@EXAMPLE.TEST>"),
+    "size-off-by-one": ("rfc1870-4-message-of-exactly-size-accepted", "pad_to"),
+}
+# other scenarios a fault also breaks (each its own accusation), and ones it must leave alone
+ALSO: dict[str, dict[str, str]] = {
+    "no-unstuff": {"rfc5321-4.5.3.1.6-text-line-998-stored-intact": "fail",  # its dot line kept both dots
+                   "rfc5321-4.5.2-stored-characters-kept": "pass",
+                   "rfc1870-4-message-one-above-size-refused": "pass"},
+    "truncate-long-lines": {"rfc5321-4.5.2-stored-unstuffed-once": "pass"},
+    "bdat-last-chunk-only": {"rfc5321-4.5.2-stored-header-and-body-as-sent": "pass"},  # DATA is stored right
+    "rset-keeps-rcpts": {"rfc5321-4.1.4-ehlo-recipients-not-delivered": "pass",  # only RSET is broken
+                         "rfc5321-4.1.1.5-rset-new-recipient-only": "fail"},
+    "domain-case-sensitive": {"rfc5321-4.5.2-stored-unstuffed-once": "pass"},
+    "size-off-by-one": {"rfc1870-4-message-one-above-size-refused": "pass"},
+}
+# on the correct stored server (tests/servers/stored.py without a fault): no SMTPUTF8 there
+CORRECT_NOT_PASS = {"rfc6531-3.2-utf8-headers-stored": "unsupported"}
+# the builtin (aiosmtpd with a Maildir): no CHUNKING
+BUILTIN_NOT_PASS = {"rfc3030-2-bdat-chunks-concatenated": "unsupported"}
+TIMEOUT = ("--smtp-timeout", "30")
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> Iterator[Any]:
+    """stored(fault or None) -> the targets-file entry of a stored.py server with its own Maildir."""
+    stops = []
+
+    def start(fault: str | None) -> dict[str, str]:
+        maildir = tmp_path / f"maildir-{fault or 'correct'}"
+        address, stop = start_stored(fault, maildir=maildir)
+        stops.append(stop)
+        return {"address": address, "mailbox": f"maildir:{maildir}"}
+
+    yield start
+    for stop in stops:
+        stop()
+
+
+def _step_yaml(result: dict[str, Any]) -> str:
+    return (result.get("step") or {}).get("yaml") or ""
+
+
+def test_every_fault_has_its_decisive_scenario() -> None:
+    ids = catalog(FILES)
+    assert set(DECISIVE) == set(STORED_FAULTS)
+    named = {sid for sid, _ in DECISIVE.values()} | {sid for extra in ALSO.values() for sid in extra}
+    assert named <= set(ids), sorted(named - set(ids))
+
+
+def test_faulty_stores_fail_and_the_correct_one_passes(stored: Any, tmp_path: Path) -> None:
+    ids = catalog(FILES)
+    targets = {"correct": stored(None), "builtin": {"builtin": True}}
+    wanted = {(sid, "correct"): CORRECT_NOT_PASS.get(sid, "pass") for sid in ids}
+    wanted.update({(sid, "builtin"): BUILTIN_NOT_PASS.get(sid, "pass") for sid in ids})
+    for fault, (sid, _) in DECISIVE.items():
+        targets[fault] = stored(fault)
+        wanted[(sid, fault)] = "fail"
+        wanted.update({(other, fault): outcome for other, outcome in ALSO[fault].items()})
+    run = run_selected(targets, wanted, ids, tmp_path, *TIMEOUT, concurrency=16, timeout=600)
+    wrong = mismatches(run, wanted)
+    assert not wrong, "\n".join(wrong)
+    for fault, (sid, decisive) in DECISIVE.items():
+        result = run.result(sid, fault)
+        assert result["level"] == "MUST", (fault, result["level"])
+        assert decisive in _step_yaml(result), (fault, result["step"], result["message"])
+
+
+@contextlib.contextmanager
+def _real_target(name: str) -> Iterator[dict[str, str]]:
+    with real_server(name) as server:
+        mailbox = f"maildev:{server.api}" if server.api else f"maildir:{server.maildir}"
+        yield {"address": server.address, "mailbox": mailbox}
+
+
+@pytest.mark.parametrize("name", ["postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev"])
+def test_real_servers_show_only_their_documented_deviations(name: str, tmp_path: Path) -> None:
+    """The stored-form scenarios against a real server: no ERROR, and every non-PASS is in baselines/<name>/
+    with its reason (a false FAIL would show up here as a NEW deviation)."""
+    ids = catalog(FILES)
+    baseline = load_baseline(REPO / "baselines" / name)
+    with _real_target(name) as target:
+        wanted = {(sid, name): "pass" for sid in ids}
+        run = run_selected({name: target}, wanted, ids, tmp_path, *TIMEOUT, concurrency=4, timeout=900)
+    assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
+    results = run.document["results"]
+    assert len(results) == len(ids)
+    assert not [r for r in results if r["outcome"] == "error"], [(r["id"], r["message"]) for r in results
+                                                                 if r["outcome"] == "error"]
+    comparison = compare(results, baseline)
+    assert comparison.clean, "\n" + format_comparison(name, comparison)
