@@ -49,12 +49,16 @@ class Endpoint:
     server_hostname: str | None = None
 
 
+PROBE_CAP = 50 * 1024 * 1024  # the default --probe-cap (50 MiB)
+
+
 @dataclass
 class Settings:
     timeout: float = 10.0  # per reply
     budget: float = 120.0  # per scenario unless the scenario sets its own timeout
     deadline: float | None = None  # seconds left of the target's time limit: caps every budget
     delivery_timeout: float = 15.0  # how long stored mail may take to appear
+    probe_cap: int = PROBE_CAP  # octets: a `pad_to` above this is INFO "limit too large to probe"
     tls_context: Callable[[], ssl.SSLContext] | None = None
 
 
@@ -83,6 +87,7 @@ class DialogueResult:
     connection: str = "open"
     findings: list[str] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
+    cause: str | None = None  # why the verdict is what it is (model.Cause values), when known
 
 
 class _Stop(Exception):
@@ -159,6 +164,10 @@ class Dialogue:
         self.findings: list[str] = []
         self.keywords: list[str] = []
         self.step_index = 0
+        self.cause: str | None = None
+        self.writing: Source | None = None  # the write step being built (verdicts while building its bytes)
+        self.sent_messages: list[bytes] = []  # the messages sent (message: or BDAT chunks), CRLF line ends
+        self.bdat_parts: list[bytes] = []  # the BDAT chunks of the transaction in progress
 
     async def run(self) -> DialogueResult:
         started = time.monotonic()
@@ -185,7 +194,7 @@ class Dialogue:
             outcome=self.outcome, message=self.message, duration_s=round(time.monotonic() - started, 4),
             transcript=self.transcript, branch=self.branch, decisive=self.decisive, codes=self.codes,
             decisive_code=self.decisive_code if self.decisive else self.last_code, connection=connection,
-            findings=self.findings, keywords=self.keywords,
+            findings=self.findings, keywords=self.keywords, cause=self.cause,
         )
 
     async def _run(self) -> None:
@@ -243,6 +252,7 @@ class Dialogue:
 
     # ----- actions -----------------------------------------------------------------------------
     async def _write(self, action: Write) -> None:
+        self.writing = action.source
         data = b"".join(self._payload_bytes(p) for p in action.payloads)
         await self.conn.send(data, self.settings.timeout, action.chunk_size, action.delay)
         for expect in action.expects:
@@ -259,9 +269,59 @@ class Dialogue:
         if payload.kind == "raw":
             return body
         if payload.kind == "bdat":
+            self._sent_chunk(body, payload.last)
             size = len(body) if payload.size is None else payload.size
             return f"BDAT {size}{' LAST' if payload.last else ''}\r\n".encode() + body
+        self.sent_messages.append(crlf_message(body))
+        if payload.pad_to is not None:
+            return self._padded(payload, body)
         return dot_stuff(body)
+
+    def _sent_chunk(self, body: bytes, last: bool) -> None:
+        self.bdat_parts.append(body)
+        if last:
+            self.sent_messages.append(b"".join(self.bdat_parts))
+            self.bdat_parts = []
+
+    def _padded(self, payload: Payload, body: bytes) -> bytes:
+        """The message grown to exactly pad_to octets; INFO above the probe cap, UNSUPPORTED when impossible."""
+        assert payload.pad_to is not None
+        octets = payload.pad_to.octets(self.values)
+        source = self.writing or Source(self.scenario.file, self.scenario.line, self.scenario.line, "")
+        if octets is None:
+            name = payload.pad_to.variable
+            self._grade(Outcome.UNSUPPORTED, f"pad_to {payload.pad_to.text}: {{{name}}} has no number "
+                        f"(value {self.values.get(name or '', '')!r})", source, None, None,
+                        expected=[f"a number in {{{name}}}"], cause="missing-parameter")
+            raise _Stop
+        if octets > self.settings.probe_cap:
+            self._grade(Outcome.INFO, f"limit too large to probe ({octets} octets > {self.settings.probe_cap}; "
+                        "raise --probe-cap to probe it)", source, None, None,
+                        expected=[f"a message of at most {self.settings.probe_cap} octets"])
+            raise _Stop
+        data = padded_message(body, octets)
+        if data is None:
+            size = len(crlf_message(body))
+            self._grade(Outcome.UNSUPPORTED, f"pad_to {payload.pad_to.text}: cannot make a message of {octets} "
+                        f"octets, the message alone is {size}", source, None, None,
+                        expected=[f"a message of {octets} octets"], cause="missing-parameter")
+            raise _Stop
+        self.transcript.event(f"message padded to {octets} octets (RFC 1870 count)")
+        return data
+
+    def _capture(self, expect: Expectation, obs: Observation) -> None:
+        """`capture:`: group 1 (or the whole match) of each regex in the reply text becomes {NAME}."""
+        text = obs.text if isinstance(obs, Reply) else ""
+        for name, pattern in expect.captures:
+            found = re.search(regex_with_values(pattern, self.values), text)
+            value = None if found is None else (found.group(1) if found.re.groups else found.group(0))
+            if value is None:
+                self._grade(Outcome.UNSUPPORTED, f"capture {name}: /{pattern}/ found nothing in {describe(obs)}",
+                            expect.source, expect, obs, expected=[f"a reply text matching /{pattern}/ ({name})"],
+                            cause="missing-parameter")
+                raise _Stop
+            self.values[name] = value
+            self.transcript.event(f"captured {name} = {value!r}")
 
     async def _expect(self, expect: Expectation) -> None:
         timeout = expect.timeout or self.settings.timeout
@@ -285,6 +345,8 @@ class Dialogue:
                     self._grade(alt.outcome, _verdict_text(expect, obs, alt.note), expect.source, expect, obs)
                 if alt.stop or (isinstance(obs, Reply) and obs.truncated):
                     raise _Stop
+                if expect.captures:
+                    self._capture(expect, obs)
                 return
         if isinstance(obs, Reply) and obs.code == 421:
             # §3.8: a server may close with 421 at any time; that is not a violation of this requirement.
@@ -425,12 +487,13 @@ class Dialogue:
     # ----- verdicts ----------------------------------------------------------------------------
     def _grade(self, outcome: Outcome, message: str, source: Source | None = None,
                expect: Expectation | None = None, obs: Observation | None = None,
-               expected: list[str] | None = None, actual: str | None = None) -> None:
+               expected: list[str] | None = None, actual: str | None = None, cause: str | None = None) -> None:
         """Keep the worst outcome; the first step that produced it is the decisive one."""
         if outcome.rank <= self.outcome.rank:
             return
         self.outcome = outcome
         self.message = message
+        self.cause = cause
         if source is not None:
             self.decisive = Decisive(
                 index=self.step_index, source=source,
@@ -485,6 +548,33 @@ def _judge_patterns(found: list[bytes], matches: list[re.Pattern[bytes]],
                 return f"a stored message matches /{pattern.pattern.decode(errors='replace')}/: " \
                        f"'{escape_bytes(hit.group(0)[:200])}'"
     return None
+
+
+def crlf_message(body: bytes) -> bytes:
+    """The message as RFC 1870 counts it: CRLF line ends, the last line ended, no dot-stuffing, no final dot."""
+    text = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return text if not text or text.endswith(b"\r\n") else text + b"\r\n"
+
+
+FILLER_LINE = b"x" * 78 + b"\r\n"  # 80 octets: well under the 998-octet line limit
+
+
+def padded_message(body: bytes, octets: int) -> bytes | None:
+    """The message dot-stuffed and terminated, with filler lines of x appended so that it counts exactly
+    `octets` (RFC 1870: CRLF pairs included; dot-stuffing and the final dot line not counted); None when the
+    message is already longer. Built once: stuffing applies to the author's lines only (filler needs none)."""
+    size = len(crlf_message(body))
+    missing = octets - size
+    if missing < 0 or (missing == 1 and size == 0):
+        return None
+    stuffed = dot_stuff(body)[:-3]  # without the terminating ".\r\n"
+    if missing == 1:  # no line is one octet long: the last line grows by one
+        return stuffed[:-2] + b"x\r\n.\r\n"
+    full, rest = divmod(missing, len(FILLER_LINE))
+    if rest == 1:  # one filler line one octet longer
+        return b"".join((stuffed, FILLER_LINE * (full - 1), b"x" * 79 + b"\r\n.\r\n"))
+    last = b"x" * (rest - 2) + b"\r\n" if rest else b""
+    return b"".join((stuffed, FILLER_LINE * full, last, b".\r\n"))
 
 
 def dot_stuff(body: bytes) -> bytes:

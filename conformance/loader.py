@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from .model import (
     Expectation,
     Level,
     Outcome,
+    PadTo,
     Payload,
     Read,
     RequireKeywords,
@@ -34,7 +35,7 @@ from .model import (
     TLSHandshake,
     Write,
 )
-from .templates import CREDENTIAL_VARIABLES, TemplateError, parse_template, regex_with_values
+from .templates import CREDENTIAL_VARIABLES, VARIABLES, TemplateError, parse_template, regex_with_values
 from .yamlload import Document, YamlError, load_documents
 from .yamlload import Path as DocPath
 
@@ -44,16 +45,17 @@ SHIPPED_FRAGMENTS = next((p for p in (Path(__file__).resolve().parent.parent / "
                                      Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE) if p.is_file()),
                          Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE)
 MAX_FILE_OCTETS = 4 * 1024 * 1024
+PAD_TO = re.compile(r"^(?:\{(?P<var>[a-z][a-z0-9_]*)\}(?: *(?P<sign>[-+]) *(?P<n>[0-9]+))?|(?P<plain>[0-9]+))$")
 ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
            "delivered", "enhanced_codes", "disconnect", "session", "starttls")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
 MODIFIERS = {
-    "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
-    "raw": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
-    "message": {"expect", "chunks", "delay", "timeout", "note"},
-    "bdat": {"expect", "last", "size", "chunks", "delay", "timeout", "note"},
+    "send": {"expect", "repeat", "chunks", "delay", "timeout", "note", "capture"},
+    "raw": {"expect", "repeat", "chunks", "delay", "timeout", "note", "capture"},
+    "message": {"expect", "chunks", "delay", "timeout", "note", "capture", "pad_to"},
+    "bdat": {"expect", "last", "size", "chunks", "delay", "timeout", "note", "capture"},
     "pipeline": {"chunks", "delay", "timeout", "note"},
-    "expect": {"timeout", "note"},
+    "expect": {"timeout", "note", "capture"},
     "tls": {"timeout", "note"},
     "wait": {"note"},
     "silence": {"note"},
@@ -115,6 +117,7 @@ class _Context:
     fragments: dict[str, _Fragment]
     using: tuple[str, ...] = ()
     in_session: bool = False  # compiling the steps of a second session
+    captured: set[str] = field(default_factory=set)  # `capture:` names of the steps compiled so far
 
     def problem(self, path: DocPath, message: str) -> None:
         self.problems.append(Problem(self.file, self.doc.line(path), message))
@@ -350,6 +353,9 @@ class Loader:
                 if kinds[0] != "bdat" and ("last" in item or "size" in item):
                     ctx.problem(item_path, "'last' and 'size' go with bdat only")
                     return []
+                if kinds[0] != "message" and "pad_to" in item:
+                    ctx.problem(item_path + ("pad_to",), "'pad_to' goes with message only")
+                    return []
                 for n in range(1, item.get("repeat", 1) + 1):
                     payload, expect = self._item(item, item_path, ctx, timeout, n if "repeat" in item else 0)
                     if payload is None:
@@ -360,6 +366,8 @@ class Loader:
             return [Write(tuple(payloads), tuple(expects), source, step.get("chunks"), step.get("delay", 0.0))]
         if action == "expect":
             expect = self._expectation(step["expect"], path + ("expect",), ctx, timeout, None, source)
+            if expect is not None and "capture" in step:
+                expect = self._with_captures(expect, step["capture"], path + ("capture",), ctx)
             return [Read(expect)] if expect else []
         if action == "tls":
             return [TLSHandshake(source)]
@@ -383,7 +391,8 @@ class Loader:
             if ctx.in_session:
                 ctx.problem(path + ("session",), "a second session cannot open another one")
                 return []
-            inner = _Context(ctx.file, ctx.doc, ctx.lines, ctx.problems, ctx.fragments, ctx.using, True)
+            inner = _Context(ctx.file, ctx.doc, ctx.lines, ctx.problems, ctx.fragments, ctx.using, True,
+                             captured=ctx.captured)
             return [SecondSession(tuple(self._steps(step["session"], path + ("session",), inner)), source)]
         if action == "delivered":
             return self._delivery(step["delivered"], path + ("delivered",), ctx, source)
@@ -398,7 +407,7 @@ class Loader:
             ctx.problem(path + ("use",), f"fragment '{name}' uses itself: {' → '.join(ctx.using + (name,))}")
             return []
         inner = _Context(fragment.file, fragment.doc, fragment.lines, ctx.problems, ctx.fragments,
-                         ctx.using + (name,), ctx.in_session)
+                         ctx.using + (name,), ctx.in_session, captured=ctx.captured)
         before = len(ctx.problems)
         actions = self._steps(fragment.steps, fragment.path, inner)
         if len(ctx.problems) > before:
@@ -411,7 +420,7 @@ class Loader:
             out = []
             for i, text in enumerate(spec.get(key, [])):
                 try:
-                    out.append(parse_template(text))
+                    out.append(parse_template(text, ctx.captured))
                 except TemplateError as exc:
                     ctx.problem(path + (key, i), f"{key}: {exc}")
                     return []
@@ -433,7 +442,7 @@ class Loader:
               index: int) -> tuple[Payload | None, Expectation | None]:
         kind = next(k for k in ("send", "raw", "message", "bdat") if k in item)
         try:
-            template = parse_template(item[kind])
+            template = parse_template(item[kind], ctx.captured)
         except TemplateError as exc:
             ctx.problem(path + (kind,), f"{kind}: {exc}")
             return None, None
@@ -441,16 +450,61 @@ class Loader:
             ctx.problem(path + (kind,), "{i} is only defined in a step with repeat")
             return None, None
         kind_name = {"send": "line", "raw": "raw", "message": "message", "bdat": "bdat"}[kind]
-        payload = Payload(template, kind_name, index, bool(item.get("last", False)), item.get("size"))
+        pad_to = None
+        if "pad_to" in item:
+            pad_to = self._pad_to(item["pad_to"], path + ("pad_to",), ctx)
+            if pad_to is None:
+                return None, None
+        payload = Payload(template, kind_name, index, bool(item.get("last", False)), item.get("size"), pad_to)
+        if "capture" in item and "expect" not in item:
+            ctx.problem(path + ("capture",), "capture reads this step's reply: it needs an expect in the same step")
+            return None, None
         expect = None
         if "expect" in item:
             words = item[kind].split() if kind == "send" else []
             verb = words[0].upper() if words else None
             expect = self._expectation(item["expect"], path + ("expect",), ctx, timeout, verb,
                                        ctx.source(path))
+            if expect is not None and "capture" in item:
+                expect = self._with_captures(expect, item["capture"], path + ("capture",), ctx)
             if expect is None:
                 return None, None
         return payload, expect
+
+    def _with_captures(self, expect: Expectation, spec: dict[str, Any], path: DocPath,
+                       ctx: _Context) -> Expectation | None:
+        """`capture: {NAME: REGEX}`: checked here, so that a bad regex or name is a `file:line` problem."""
+        captures: list[tuple[str, str]] = []
+        for name, pattern in spec.items():
+            if name in VARIABLES:
+                ctx.problem(path + (name,), f"capture name '{name}' would hide the variable {{{name}}}; "
+                                            "choose another name")
+                return None
+            try:
+                re.compile(regex_with_values(pattern, {}))
+            except re.error as exc:
+                ctx.problem(path + (name,), f"capture {name}: bad regular expression /{pattern}/: {exc}")
+                return None
+            captures.append((name, pattern))
+        ctx.captured.update(n for n, _ in captures)  # usable from the next step on
+        return replace(expect, captures=tuple(captures))
+
+    def _pad_to(self, value: Any, path: DocPath, ctx: _Context) -> PadTo | None:
+        """`pad_to: N`, `{var}`, `{var}+N` or `{var}-N` (the schema has checked the shape)."""
+        text = str(value).strip()
+        match = PAD_TO.match(text)
+        if match is None:
+            ctx.problem(path, f"pad_to: {text!r} is not N, {{var}}, {{var}}+N or {{var}}-N")
+            return None
+        name, sign, number = match.group("var"), match.group("sign"), match.group("n")
+        if name is None:
+            return PadTo(None, int(match.group("plain")), text)
+        if name not in ctx.captured and name not in VARIABLES:
+            known = ", ".join(sorted(ctx.captured)) or "none yet"
+            ctx.problem(path, f"pad_to: {{{name}}} is not captured by an earlier step (captured: {known})")
+            return None
+        offset = int(number) if number else 0
+        return PadTo(name, -offset if sign == "-" else offset, text)
 
     def _expectation(self, value: Any, path: DocPath, ctx: _Context, timeout: float | None,
                      command: str | None, source: Source) -> Expectation | None:
