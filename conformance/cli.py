@@ -68,6 +68,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         problems.extend(str(p) for p in file_problems)
     if args.auth and ":" not in args.auth:
         problems.append("--auth: expected USER:PASSWORD")
+    if args.probe_cap:
+        from .dialogue import parse_octets
+
+        try:
+            parse_octets(args.probe_cap)
+        except ValueError as exc:
+            problems.append(f"--probe-cap: {exc}")
     if args.mailbox:
         from .mailbox import parse_mailbox
 
@@ -96,6 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--smtp-tls", args.tls]
     if args.verify_tls:
         pytest_args.append("--smtp-verify-tls")
+    if args.probe_cap:
+        pytest_args += ["--smtp-probe-cap", args.probe_cap]
     pytest_args += ["--smtp-timeout", str(args.timeout), "--smtp-concurrency", str(args.concurrency)]
     if args.strict:
         pytest_args.append("--smtp-strict")
@@ -301,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
     for name in TARGET_PARAMS:
         run.add_argument(f"--{name}", help=f"target parameter {name} for the --target servers")
+    run.add_argument("--probe-cap", metavar="OCTETS", help="largest message a boundary scenario may send (pad_to "
+                     "a SIZE limit); above it the scenario is INFO 'limit too large to probe' (default 50M)")
     run.add_argument("--tls", choices=["none", "implicit"], default="none")
     run.add_argument("--verify-tls", action="store_true")
     run.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line")

@@ -50,6 +50,15 @@ class Endpoint:
 
 
 PROBE_CAP = 50 * 1024 * 1024  # the default --probe-cap (50 MiB)
+_OCTETS = re.compile(r"^\s*(\d+)\s*([KMG]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+def parse_octets(text: str) -> int:
+    """`52428800`, `50M`, `50MB`, `50MiB`, `512K`, `1G` (multiples of 1024) → octets; ValueError otherwise."""
+    match = _OCTETS.match(str(text))
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (e.g. 52428800, 50M, 1G)")
+    return int(match.group(1)) * 1024 ** " KMG".index(match.group(2).upper() or " ")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from .baseline import Baseline, baseline_yaml, compare, load_baseline
-from .dialogue import Settings
+from .dialogue import PROBE_CAP, Settings, parse_octets
 from .loader import Loader, Problem, is_scenario_file, load_requirement_ids
 from .mailbox import parse_mailbox
 from .model import Outcome, Scenario
@@ -78,6 +78,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smtp-baseline", metavar="PATH",
                     help="expected deviations of the --smtp-target servers: baselined results do not fail the run; "
                          "new and fixed deviations are reported")
+    group.addoption("--smtp-probe-cap", type=parse_octets, default=PROBE_CAP, metavar="OCTETS",
+                    help="scenarios that would send a message larger than this (pad_to: a server's SIZE limit) are "
+                         "INFO 'limit too large to probe' (default 50M; K, M, G are multiples of 1024)")
     group.addoption("--smtp-update-baseline", action="store_true",
                     help="rewrite each target's baseline file from this run (keeps existing reasons)")
 
@@ -187,7 +190,7 @@ class SmtpSession:
     def get_runner(self) -> Runner:
         if self.runner is None:
             opt = self.config.getoption
-            settings = Settings(timeout=opt("smtp_timeout"))
+            settings = Settings(timeout=opt("smtp_timeout"), probe_cap=opt("smtp_probe_cap"))
             self.runner = Runner(self.targets, settings, opt("smtp_concurrency"))
         return self.runner
 

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from conformance.dialogue import Dialogue, DialogueResult, Endpoint, Settings, crlf_message, padded_message
+from conformance.cli import main as cli_main
+from conformance.dialogue import (
+    Dialogue,
+    DialogueResult,
+    Endpoint,
+    Settings,
+    crlf_message,
+    padded_message,
+    parse_octets,
+)
 from conformance.loader import Loader
 from conformance.model import Outcome, Scenario
 
@@ -225,3 +234,16 @@ def test_pad_to_problems_are_file_line(tmp_path: Path) -> None:
     assert found and found[0].startswith("10: 'pad_to' cannot go with 'send'")
     found = problems(tmp_path, GREET + "  - message: x\n    pad_to: '{size}*2'\n")
     assert found and found[0].startswith("10:")
+
+
+def test_probe_cap_sizes() -> None:
+    assert parse_octets("52428800") == 52428800
+    assert parse_octets("50M") == parse_octets("50MiB") == parse_octets("50mb") == 50 * 1024 * 1024
+    assert parse_octets("512K") == 512 * 1024 and parse_octets("1G") == 1024 ** 3
+    with pytest.raises(ValueError):
+        parse_octets("fifty")
+
+
+def test_probe_cap_option_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["run", "--probe-cap", "lots"]) == 2
+    assert "--probe-cap: 'lots' is not a size" in capsys.readouterr().err
