@@ -9,6 +9,10 @@ through the suite as a user runs it (pytest in a subprocess, a targets file givi
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ import pytest
 
 from conformance.baseline import compare, format_comparison, load_baseline
 from tests.servers.stored import STORED_FAULTS, start_stored
-from tests.support import REPO, catalog, mismatches, real_server, run_selected
+from tests.support import REPO, SERVERS, catalog, free_port, mismatches, missing, real_server, run_selected
 
 FILES = [
     "scenarios/rfc5321/4.5.2-stored-form.yaml",
@@ -127,3 +131,58 @@ def test_real_servers_show_only_their_documented_deviations(name: str, tmp_path:
                                                                  if r["outcome"] == "error"]
     comparison = compare(results, baseline)
     assert comparison.clean, "\n" + format_comparison(name, comparison)
+
+
+# ----- the same body checks through Dovecot (IMAP and POP3) ------------------------------------------------
+BODY_CHECKS = ["rfc5321-4.5.2-stored-unstuffed-once", "rfc5321-4.5.2-stored-characters-kept",
+               "rfc5321-4.5.2-stored-header-and-body-as-sent", "rfc5321-4.1.1.4-stored-end-as-sent",
+               "rfc5321-4.5.3.1.6-text-line-998-stored-intact"]
+
+
+@contextlib.contextmanager
+def _dovecot(maildir: Path) -> Iterator[dict[str, str]]:
+    """Dovecot serving maildir over IMAP and POP3 (as tests/integration/test_delivery_real.py starts it)."""
+    script = SERVERS / "dovecot"
+    if subprocess.run([str(script), "check"], capture_output=True).returncode != 0:
+        missing("dovecot is not installed (scripts/servers/install dovecot)")
+    state = Path(tempfile.mkdtemp(prefix="smtpc-dovecot-", dir="/tmp"))
+    state.chmod(0o755)
+    for _ in range(5):  # Dovecot binds without SO_REUSEADDR: retry on a busy port
+        started = subprocess.run([str(script), "start", str(free_port()), str(state)], capture_output=True,
+                                 text=True, env={**os.environ, "DOVECOT_MAILDIR": str(maildir)}, timeout=60)
+        if started.returncode == 0 or "Address already in use" not in started.stderr:
+            break
+    if started.returncode != 0:
+        pytest.fail(f"dovecot did not start: {started.stderr[-2000:]}")
+    try:
+        yield dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
+    finally:
+        subprocess.run([str(script), "stop", str(state)], capture_output=True, timeout=60)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_body_checks_through_dovecot_imap_and_pop3(tmp_path: Path) -> None:
+    """Postfix stores, Dovecot serves the Maildir over IMAP and POP3: the body checks pass through both; the
+    stored.py servers that keep the stuffing dot or cut long lines fail through IMAP as they do in the Maildir."""
+    ids = catalog(FILES)
+    targets: dict[str, dict[str, str]] = {}
+    wanted: dict[tuple[str, str], str] = {}
+    with contextlib.ExitStack() as stack:
+        postfix = stack.enter_context(real_server("postfix"))
+        assert postfix.maildir is not None
+        served = stack.enter_context(_dovecot(postfix.maildir))
+        for kind in ("imap", "pop3"):
+            targets[f"postfix-{kind}"] = {"address": postfix.address, "mailbox": served[kind]}
+            wanted.update({(sid, f"postfix-{kind}"): "pass" for sid in BODY_CHECKS})
+        for fault in ("no-unstuff", "truncate-long-lines"):
+            maildir = Path(tempfile.mkdtemp(prefix=f"smtpc-stored-{fault}-", dir="/tmp"))
+            stack.callback(shutil.rmtree, maildir, True)
+            maildir.chmod(0o755)
+            address, stop = start_stored(fault, maildir=maildir)
+            stack.callback(stop)
+            imap = stack.enter_context(_dovecot(maildir))["imap"]
+            targets[fault] = {"address": address, "mailbox": imap}
+            wanted[(DECISIVE[fault][0], fault)] = "fail"
+        run = run_selected(targets, wanted, ids, tmp_path, *TIMEOUT, concurrency=4, timeout=900)
+    wrong = mismatches(run, wanted)
+    assert not wrong, "\n".join(wrong)
