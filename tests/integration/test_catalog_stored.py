@@ -33,6 +33,7 @@ FILES = [
     "scenarios/rfc5321/4.1.1.1-helo-domain.yaml",
     "scenarios/rfc5321/3.5.1-vrfy-bare-local-part.yaml",
     "scenarios/rfc2920/3.1-after-end-of-data.yaml",
+    "scenarios/rfc5321/4.5.3.1.8-recipients-stored.yaml",
 ]
 
 # fault -> the scenario that must FAIL on it, and text of the step that decides it (its YAML)
