@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import ssl
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .connection import ConnectError, Connection, Event, Observation, ResetOnConnect, TLSConnectError
 from .escapes import escape_bytes
-from .mailbox import Mailbox, MailboxError
+from .mailbox import Mailbox, MailboxError, Stored
 from .model import (
     Action,
     Alternative,
@@ -450,9 +451,11 @@ class Dialogue:
         token = self.token.encode()
         found: list[bytes] = []
         settled = False
+        rcpt = render(check.rcpt, self.values).decode("utf-8", "replace") if check.rcpt is not None else None
         while True:
             try:
-                found = await asyncio.to_thread(self.mailbox.messages_with, token)
+                stored = await asyncio.to_thread(self.mailbox.stored_with, token)
+                found = [s.raw for s in stored] if rcpt is None else self._copies_for(rcpt, stored, check)
             except MailboxError as exc:
                 self._grade(Outcome.ERROR, f"cannot read the mailbox: {exc}", check.source, None, None,
                             expected=[self.mailbox.spec])
@@ -466,25 +469,53 @@ class Dialogue:
             if loop.time() >= deadline:
                 break
             await asyncio.sleep(0.25)
-        self.transcript.event(f"mailbox {self.mailbox.spec}: {len(found)} stored message(s) with the token")
+        self.transcript.event(f"mailbox {self.mailbox.spec}: {len(found)} stored message(s) with the token"
+                              + (f" for {rcpt}" if rcpt is not None else ""))
         for raw in found[:3]:
             self.transcript.event("stored: " + escape_bytes(raw[:4096]) + (" …" if len(raw) > 4096 else ""))
         contains = [render(t, self.values).replace(b"\r\n", b"\n") for t in check.contains]
         lacks = [render(t, self.values).replace(b"\r\n", b"\n") for t in check.lacks]
         matches = [_regex(t, self.values) for t in check.matches]
         not_matches = [_regex(t, self.values) for t in check.not_matches]
-        expected = [f"{check.count} stored message(s) with the token"]
+        count = f"{check.count}-{check.count_max}" if check.count_max is not None else str(check.count)
+        expected = [f"{count} stored message(s) with the token" + (f" for {rcpt}" if rcpt is not None else "")]
         expected += [f"containing '{escape_bytes(t)}'" for t in contains]
         expected += [f"not containing '{escape_bytes(t)}'" for t in lacks]
         expected += [f"with header {h}" for h in check.headers]
         expected += [f"matching /{m.pattern.decode(errors='replace')}/" for m in matches]
         expected += [f"not matching /{m.pattern.decode(errors='replace')}/" for m in not_matches]
-        problem = _judge_stored(found, check.count, contains, lacks, check.headers) or _judge_patterns(
-            found, matches, not_matches)
+        body = render(check.body, self.values).replace(b"\r\n", b"\n") if check.body is not None else None
+        if body is not None:
+            expected.append(f"with the body '{escape_bytes(body[:200])}{' …' if len(body) > 200 else ''}' "
+                            "byte-exact")
+        if check.sent_headers:
+            expected.append("with the header fields sent, in order and unchanged, after the server's trace fields")
+        problem = (_judge_count(found, check.count, check.count_max)
+                   or _judge_stored(found, len(found), contains, lacks, check.headers)
+                   or _judge_patterns(found, matches, not_matches)
+                   or (_judge_body(found, body) if body is not None else None)
+                   or (_judge_sent_headers(found, self.sent_messages) if check.sent_headers else None))
         if problem:
             self._grade(self.level.miss_outcome, f"Expected: {'; '.join(expected)} / Actual: {problem}",
                         check.source, None, None, expected=expected, actual=problem)
             raise _Stop
+
+    def _copies_for(self, rcpt: str, stored: list[Stored], check: DeliveryCheck) -> list[bytes]:
+        """The stored copies meant for rcpt: by the store's envelope, else by the message's own trace fields.
+        A copy that says nothing of its recipients cannot be attributed: UNSUPPORTED, not a guess."""
+        wanted = bare_address(rcpt)
+        out = []
+        for copy in stored:
+            recipients = {bare_address(r) for r in copy.recipients} or stored_recipients(copy.raw)
+            if not recipients:
+                self._grade(Outcome.UNSUPPORTED, "the mailbox does not say which recipient a stored copy is for "
+                            "(no Delivered-To, X-Original-To, Envelope-to, X-RcptTo or Received 'for' field, no "
+                            "envelope from its API)", check.source, None, None,
+                            expected=[f"stored copies attributable to {rcpt}"], cause="missing-parameter")
+                raise _Stop
+            if wanted in recipients:
+                out.append(copy.raw)
+        return out
 
     def _tls_context(self) -> ssl.SSLContext:
         if self.settings.tls_context is None:
@@ -537,6 +568,114 @@ def _judge_stored(found: list[bytes], count: int, contains: list[bytes], lacks: 
             if not (head.startswith(header.lower().encode() + b":") or b"\n" + header.lower().encode() + b":" in head):
                 return f"a stored message has no {header} header"
     return None
+
+
+def _judge_count(found: list[bytes], count: int, count_max: int | None) -> str | None:
+    top = count if count_max is None else count_max
+    return None if count <= len(found) <= top else f"{len(found)} stored message(s) with the token"
+
+
+RECIPIENT_FIELDS = (b"delivered-to", b"x-original-to", b"envelope-to", b"x-envelope-to", b"x-rcptto")
+RECEIVED_FOR = re.compile(rb"\bfor\s+<?([^\s<>;]+@[^\s<>;]+?)>?\s*(?:;|$)", re.IGNORECASE)
+
+
+def header_fields(message: bytes) -> list[bytes]:
+    """The header block's fields, each with its continuation lines, line ends as LF, exactly as stored."""
+    text = message.replace(b"\r\n", b"\n")
+    head = b"" if text.startswith(b"\n") else text.split(b"\n\n", 1)[0]
+    fields: list[bytes] = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\n" + line
+        elif line:
+            fields.append(line)
+    return fields
+
+
+def message_body(message: bytes) -> bytes:
+    """What follows the header block and its empty line (line ends as LF); empty when there is none."""
+    text = message.replace(b"\r\n", b"\n")
+    if text.startswith(b"\n"):
+        return text[1:]
+    _, sep, body = text.partition(b"\n\n")
+    return body if sep else b""
+
+
+def bare_address(text: str) -> str:
+    """`<User@Example.TEST>` → `user@example.test`: how copies are matched to recipients."""
+    return text.strip().strip("<>").strip().lower()
+
+
+def stored_recipients(message: bytes) -> set[str]:
+    """Envelope recipients a stored copy names in its own trace fields (Delivered-To, X-Original-To,
+    Envelope-to, X-RcptTo, `for <addr>` in Received)."""
+    out: set[str] = set()
+    for item in header_fields(message):
+        name, _, value = item.partition(b":")
+        name = name.strip().lower()
+        unfolded = b" ".join(value.split())
+        if name in RECIPIENT_FIELDS:
+            out.update(bare_address(a.decode("utf-8", "replace")) for a in unfolded.split(b",") if a.strip())
+        elif name == b"received":
+            found = RECEIVED_FOR.search(unfolded)
+            if found:
+                out.add(bare_address(found.group(1).decode("utf-8", "replace")))
+    return out
+
+
+def byte_diff(expected: bytes, actual: bytes, context: int = 30) -> str | None:
+    """Where two byte strings part: the first differing offset (line and column) and escaped context on either
+    side, or None when they are equal."""
+    if expected == actual:
+        return None
+    at = len(os.path.commonprefix([expected, actual]))
+    line = expected[:at].count(b"\n") + 1
+    column = at - (expected.rfind(b"\n", 0, at) + 1) + 1
+    before = escape_bytes(expected[max(0, at - context) : at])
+    lead = "…" if at > context else ""
+
+    def after(data: bytes) -> str:
+        if at >= len(data):
+            return "(end)"
+        tail = data[at : at + context]
+        return f"'{escape_bytes(tail)}'" + ("…" if len(data) > at + context else "")
+
+    return (f"first difference at offset {at} (line {line}, column {column}; expected {len(expected)} octets, "
+            f"stored {len(actual)}): after {lead}'{before}' expected {after(expected)} but stored {after(actual)}")
+
+
+def _judge_body(found: list[bytes], body: bytes) -> str | None:
+    for raw in found:
+        diff = byte_diff(body, message_body(raw))
+        if diff:
+            return f"the stored body differs: {diff}"
+    return None
+
+
+def _judge_sent_headers(found: list[bytes], sent: list[bytes]) -> str | None:
+    """Each stored copy holds the header fields of a message this dialogue sent: together, in order, unchanged."""
+    if not sent:
+        return "this dialogue sent no message whose header fields could be compared"
+    for raw in found:
+        stored = header_fields(raw)
+        problems = [_fields_problem(header_fields(message), stored) for message in sent]
+        if all(problems):
+            return problems[-1]
+    return None
+
+
+def _fields_problem(sent: list[bytes], stored: list[bytes]) -> str | None:
+    n = len(sent)
+    if not n or any(stored[i : i + n] == sent for i in range(len(stored) - n + 1)):
+        return None
+    for field_ in sent:
+        if field_ not in stored:
+            name = field_.split(b":", 1)[0].strip().lower()
+            same = [f for f in stored if f.split(b":", 1)[0].strip().lower() == name]
+            stored_as = f"; stored as '{escape_bytes(same[0][:200])}'" if same else "; no such field stored"
+            return f"the header field '{escape_bytes(field_[:200])}' the client sent is missing or changed{stored_as}"
+    return "the header fields the client sent are stored, but not together in the order sent: " + \
+        " | ".join(escape_bytes(f[:80]) for f in stored)
 
 
 def _regex(pattern: str, values: dict[str, str]) -> re.Pattern[bytes]:

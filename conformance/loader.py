@@ -267,6 +267,7 @@ class Loader:
                     problems.append(Problem(file, src.line if src else doc.line(("steps",)),
                                             "after disconnect only wait and delivered steps make sense"))
                     break
+        self._check_sent_headers(actions, ctx)
         variables = frozenset(
             name
             for action in _walk_writes(actions)
@@ -304,6 +305,19 @@ class Loader:
             timeout=data.get("timeout"),
             variables=variables,
         )
+
+    @staticmethod
+    def _check_sent_headers(actions: list[Action], ctx: _Context) -> None:
+        """`sent_headers: true` compares with a message this dialogue sent: one must come before it."""
+        sent = False
+        for action in _flatten(actions):
+            if isinstance(action, Write) and any(p.kind in ("message", "bdat") for p in action.payloads):
+                sent = True
+            if isinstance(action, DeliveryCheck) and action.sent_headers and not sent:
+                ctx.problems.append(Problem(action.source.file, action.source.line,
+                                            "sent_headers: no message: or bdat: step comes before this delivered "
+                                            "step, so there are no sent header fields to compare"))
+                return
 
     def _schema_problems(self, validator: jsonschema.Draft202012Validator, doc: Document,
                          file: str) -> list[Problem]:
@@ -434,9 +448,33 @@ class Loader:
                     ctx.problem(path + (key, i), f"{key}: bad regular expression /{text}/: {exc}")
                     return []
             patterns[key] = tuple(spec.get(key, []))
-        return [DeliveryCheck(source, spec.get("count", 1), texts["contains"], texts["lacks"],
-                              tuple(spec.get("headers", ())), spec.get("timeout"), patterns["matches"],
-                              patterns["not_matches"])]
+        check = DeliveryCheck(source, spec.get("count", 1) if isinstance(spec.get("count", 1), int) else 0,
+                              texts["contains"], texts["lacks"], tuple(spec.get("headers", ())),
+                              spec.get("timeout"), patterns["matches"], patterns["not_matches"])
+        stored = self._stored_form(spec, path, ctx, check)
+        return [stored] if stored is not None else []
+
+    def _stored_form(self, spec: dict[str, Any], path: DocPath, ctx: _Context,
+                     check: DeliveryCheck) -> DeliveryCheck | None:
+        """The stored-form keys of a delivered step: count as a range, body, sent_headers, rcpt."""
+        changes: dict[str, Any] = {}
+        if isinstance(spec.get("count"), str):
+            low, _, high = spec["count"].partition("-")
+            if int(low) > int(high) or int(high) > 100:
+                ctx.problem(path + ("count",), f"count: '{spec['count']}' is not a range LOW-HIGH with "
+                                               "LOW <= HIGH <= 100")
+                return None
+            changes.update(count=int(low), count_max=int(high))
+        for key in ("body", "rcpt"):
+            if key in spec:
+                try:
+                    changes[key] = parse_template(spec[key], ctx.captured)
+                except TemplateError as exc:
+                    ctx.problem(path + (key,), f"{key}: {exc}")
+                    return None
+        if spec.get("sent_headers"):
+            changes["sent_headers"] = True
+        return replace(check, **changes) if changes else check
 
     def _item(self, item: dict[str, Any], path: DocPath, ctx: _Context, timeout: float | None,
               index: int) -> tuple[Payload | None, Expectation | None]:

@@ -25,12 +25,25 @@ class MailboxError(Exception):
     """The store could not be read (the harness's problem, not the server's)."""
 
 
+@dataclass(frozen=True)
+class Stored:
+    """One stored message as the store keeps it, and the envelope recipients the store itself reports for it
+    (an API's envelope; empty when the store only has the message: then its header fields tell)."""
+
+    raw: bytes
+    recipients: tuple[str, ...] = ()
+
+
 class Mailbox(ABC):
     spec: str
 
     @abstractmethod
     def messages_with(self, token: bytes) -> list[bytes]:
         """Raw stored messages that contain token (blocking; called in a worker thread)."""
+
+    def stored_with(self, token: bytes) -> list[Stored]:
+        """Like messages_with, with the envelope recipients where the store reports them (API kinds)."""
+        return [Stored(raw) for raw in self.messages_with(token)]
 
 
 def _keep(raw: bytes, token: bytes) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +15,14 @@ from conformance.dialogue import (
     DialogueResult,
     Endpoint,
     Settings,
+    byte_diff,
     crlf_message,
     padded_message,
     parse_octets,
 )
 from conformance.loader import Loader
-from conformance.model import Outcome, Scenario
+from conformance.mailbox import Mailbox, MaildirMailbox
+from conformance.model import Outcome, Scenario, Write
 
 HEAD = "id: unit-case\ntitle: a unit case\nrfc: 1870\nsection: '4'\nlevel: MUST\nquote: a sentence for the unit test\n"
 
@@ -52,6 +55,9 @@ class TinyServer:
     limit: int = 1000
     messages: list[bytes] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    maildir: Path | None = None  # where accepted messages are stored, through `store`
+    store: Callable[[bytes, list[str]], list[bytes]] | None = None  # message, recipients → the copies stored
+    rcpts: list[str] = field(default_factory=list)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 tiny.example.test ESMTP\r\n")
@@ -71,7 +77,18 @@ class TinyServer:
                         return
                     data += got[1:] if got.startswith(b".") else got
                 self.messages.append(bytes(data))
+                if self.maildir is not None and len(data) <= self.limit:
+                    store = self.store or (lambda message, rcpts: [b"Received: by tiny\r\n" + message])
+                    for n, copy in enumerate(store(bytes(data), self.rcpts)):
+                        (self.maildir / "new").mkdir(parents=True, exist_ok=True)
+                        (self.maildir / "new" / f"{len(self.messages)}.{n}.tiny").write_bytes(copy)
                 writer.write(b"552 5.3.4 too big\r\n" if len(data) > self.limit else b"250 2.0.0 ok\r\n")
+            elif verb == "RCPT":
+                self.rcpts.append(command.split(":", 1)[1].strip().strip("<>"))
+                writer.write(b"250 2.1.5 ok\r\n")
+            elif verb in ("RSET", "MAIL"):
+                self.rcpts = []
+                writer.write(b"250 2.0.0 ok\r\n")
             elif verb == "QUIT":
                 writer.write(b"221 bye\r\n")
                 await writer.drain()
@@ -82,14 +99,20 @@ class TinyServer:
         writer.close()
 
 
-def play(scenario: Scenario, server: TinyServer, settings: Settings | None = None) -> DialogueResult:
+def play(scenario: Scenario, server: TinyServer, settings: Settings | None = None,
+         mailbox: Mailbox | None = None) -> DialogueResult:
     async def main() -> DialogueResult:
         listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
         port = listener.sockets[0].getsockname()[1]
         async with listener:
             values = {"domain": "example.test", "rcpt": "user@example.test", "sender": "a@example.net",
                       "client": "client.example.net"}
-            return await Dialogue(scenario, Endpoint("127.0.0.1", port), values, settings or Settings(timeout=5)).run()
+            if mailbox is None and server.maildir is not None:
+                box: Mailbox | None = MaildirMailbox(str(server.maildir), f"maildir:{server.maildir}")
+            else:
+                box = mailbox
+            return await Dialogue(scenario, Endpoint("127.0.0.1", port), values,
+                                  settings or Settings(timeout=5, delivery_timeout=1.5), mailbox=box).run()
 
     return asyncio.run(main())
 
@@ -247,3 +270,144 @@ def test_probe_cap_sizes() -> None:
 def test_probe_cap_option_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["run", "--probe-cap", "lots"]) == 2
     assert "--probe-cap: 'lots' is not a size" in capsys.readouterr().err
+
+
+# ----- delivered: body, sent_headers, rcpt, count range --------------------------------------------------
+def send_message(message: str, rcpts: tuple[str, ...] = ("{rcpt}",)) -> str:
+    out = GREET + "  - send: EHLO x\n    expect: 250\n  - send: MAIL FROM:<>\n    expect: 250\n"
+    for rcpt in rcpts:
+        out += f"  - send: RCPT TO:<{rcpt}>\n    expect: 250\n"
+    return out + f"  - send: DATA\n    expect: 354\n  - message: {message}\n    expect: 250\n"
+
+
+STUFFED = "\"Subject: {token}\\nX-A: 1\\n\\n.text\\n.\\nend\\n\""  # two lines the client dot-stuffs
+
+
+def test_body_is_compared_byte_exact(tmp_path: Path) -> None:
+    steps = send_message(STUFFED) + "  - delivered: {body: \".text\\n\\nend\\n\"}\n"
+    server = TinyServer(maildir=tmp_path / "md")
+    result = play(load(tmp_path, steps), server)
+    assert result.outcome is Outcome.FAIL  # the stored "." line is not the empty line the check expects
+    assert "first difference at offset 6 (line 2, column 1" in result.message
+
+
+def test_body_passes_when_unstuffed_once_whatever_the_line_ends(tmp_path: Path) -> None:
+    steps = send_message(STUFFED) + "  - delivered: {body: \".text\\n.\\nend\\n\"}\n"
+    lf = TinyServer(maildir=tmp_path / "lf", store=lambda m, r: [b"Received: x\n" + m.replace(b"\r\n", b"\n")])
+    assert play(load(tmp_path, steps), lf).outcome is Outcome.PASS
+    crlf = TinyServer(maildir=tmp_path / "crlf")
+    assert play(load(tmp_path, steps), crlf).outcome is Outcome.PASS
+
+
+def test_body_catches_a_dot_left_stuffed_and_a_truncated_line(tmp_path: Path) -> None:
+    steps = send_message(STUFFED) + "  - delivered: {body: \".text\\n.\\nend\\n\"}\n"
+    kept = TinyServer(maildir=tmp_path / "kept", store=lambda m, r: [m.replace(b"\r\n.text", b"\r\n..text")])
+    result = play(load(tmp_path, steps), kept)
+    assert result.outcome is Outcome.FAIL
+    assert "the stored body differs: first difference at offset 1 (line 1, column 2" in result.message
+    assert "expected 'text\\n.\\nend\\n' but stored '.text\\n.\\nend\\n'" in result.message
+    cut = TinyServer(maildir=tmp_path / "cut", store=lambda m, r: [m[:-5]])
+    result = play(load(tmp_path, steps), cut)
+    assert result.outcome is Outcome.FAIL and "expected 12 octets, stored 8" in result.message
+    assert "expected 'end\\n' but stored (end)" in result.message
+
+
+def test_byte_diff_reports_the_first_difference() -> None:
+    assert byte_diff(b"same", b"same") is None
+    diff = byte_diff(b"a" * 100 + b"XYZ", b"a" * 100 + b"XY")
+    assert diff is not None and "offset 102" in diff and "expected 'Z' but stored (end)" in diff
+    diff = byte_diff(b"line\n\x00b", b"line\n\x01b")
+    assert diff is not None and "(line 2, column 1;" in diff and "'\\x00b'" in diff and "'\\x01b'" in diff
+
+
+def test_sent_headers_follow_the_trace_fields_unchanged(tmp_path: Path) -> None:
+    message = "\"Subject: {token}\\nX-Folded: a\\n  b\\nX-B: 2\\n\\nbody\\n\""
+    steps = send_message(message) + "  - delivered: {sent_headers: true}\n"
+    good = TinyServer(maildir=tmp_path / "good", store=lambda m, r: [b"Return-Path: <>\r\nReceived: x\r\n" + m])
+    assert play(load(tmp_path, steps), good).outcome is Outcome.PASS
+    unfolded = TinyServer(maildir=tmp_path / "unfolded", store=lambda m, r: [m.replace(b"a\r\n  b", b"a b")])
+    result = play(load(tmp_path, steps), unfolded)
+    assert result.outcome is Outcome.FAIL
+    assert "'X-Folded: a\\n  b' the client sent is missing or changed; stored as 'X-Folded: a b'" in result.message
+
+    def reorder(m: bytes, r: list[str]) -> list[bytes]:
+        head, _, body = m.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        return [b"\r\n".join([lines[-1], *lines[:-1]]) + b"\r\n\r\n" + body]
+
+    result = play(load(tmp_path, steps), TinyServer(maildir=tmp_path / "reordered", store=reorder))
+    assert result.outcome is Outcome.FAIL and "not together in the order sent" in result.message
+
+
+def test_sent_headers_with_bdat_chunks(tmp_path: Path) -> None:
+    steps = (GREET + "  - send: EHLO x\n    expect: 250\n  - bdat: 'Subject: {token}\\r\\n'\n    expect: 250\n"
+             "  - bdat: 'X-B: 2\\r\\n\\r\\nbody\\r\\n'\n    last: true\n    expect: 250\n"
+             "  - delivered: {sent_headers: true}\n")
+    scenario = load(tmp_path, steps)
+    dialogue = Dialogue(scenario, Endpoint("127.0.0.1", 1), {}, Settings())
+    for action in scenario.actions:
+        if isinstance(action, Write):
+            dialogue._payload_bytes(action.payloads[0])
+    assert dialogue.sent_messages == [f"Subject: {dialogue.token}\r\nX-B: 2\r\n\r\nbody\r\n".encode()]
+
+
+def delivered_to(message: bytes, rcpts: list[str]) -> list[bytes]:
+    return [f"Delivered-To: {r}\r\nReceived: x\r\n".encode() + message for r in rcpts]
+
+
+def test_rcpt_finds_the_copy_for_that_recipient(tmp_path: Path) -> None:
+    steps = (GREET + "  - send: EHLO x\n    expect: 250\n  - send: MAIL FROM:<>\n    expect: 250\n"
+             "  - send: RCPT TO:<a@example.test>\n    expect: 250\n  - send: RSET\n    expect: 250\n"
+             "  - send: MAIL FROM:<>\n    expect: 250\n  - send: RCPT TO:<B@Example.TEST>\n    expect: 250\n"
+             "  - send: DATA\n    expect: 354\n  - message: \"Subject: {token}\\n\\nbody\\n\"\n    expect: 250\n"
+             + "  - delivered: {rcpt: b@example.test, count: 1, body: \"body\\n\"}\n"
+               "  - delivered: {rcpt: a@example.test, count: 0, timeout: 0.5}\n")
+    scenario = load(tmp_path, steps)
+    assert play(scenario, TinyServer(maildir=tmp_path / "good", store=delivered_to)).outcome is Outcome.PASS
+
+    def keeps_a(message: bytes, rcpts: list[str]) -> list[bytes]:  # RSET forgot to clear the recipients
+        return delivered_to(message, ["a@example.test", *rcpts])
+
+    result = play(scenario, TinyServer(maildir=tmp_path / "keeps", store=keeps_a))
+    assert result.outcome is Outcome.FAIL
+    assert "1 stored message(s) with the token" in result.message and "for a@example.test" in result.message
+
+
+def test_rcpt_from_received_for_and_x_rcptto(tmp_path: Path) -> None:
+    steps = send_message("\"Subject: {token}\\n\\nbody\\n\"", ("a@example.test", "b@example.test")) + \
+        "  - delivered: {rcpt: a@example.test}\n  - delivered: {rcpt: b@example.test}\n"
+    scenario = load(tmp_path, steps)
+
+    def received_for(message: bytes, rcpts: list[str]) -> list[bytes]:
+        return [f"Received: from x\r\n\tby y with ESMTP id 1\r\n\tfor <{r}>; Sun, 6 Dec 2026\r\n".encode() + message
+                for r in rcpts]
+
+    def one_copy(message: bytes, rcpts: list[str]) -> list[bytes]:
+        return [f"X-RcptTo: {', '.join(rcpts)}\r\n".encode() + message]
+
+    assert play(scenario, TinyServer(maildir=tmp_path / "rf", store=received_for)).outcome is Outcome.PASS
+    assert play(scenario, TinyServer(maildir=tmp_path / "one", store=one_copy)).outcome is Outcome.PASS
+    result = play(scenario, TinyServer(maildir=tmp_path / "none"))
+    assert result.outcome is Outcome.UNSUPPORTED and result.cause == "missing-parameter"
+    assert "does not say which recipient" in result.message
+
+
+def test_count_range(tmp_path: Path) -> None:
+    steps = send_message("\"Subject: {token}\\n\\nbody\\n\"", ("a@example.test", "b@example.test"))
+    scenario = load(tmp_path, steps + "  - delivered: {count: '1-2'}\n")
+    assert play(scenario, TinyServer(maildir=tmp_path / "one")).outcome is Outcome.PASS
+    assert play(scenario, TinyServer(maildir=tmp_path / "two", store=delivered_to)).outcome is Outcome.PASS
+    scenario = load(tmp_path, steps + "  - delivered: {count: '2-2'}\n")
+    result = play(scenario, TinyServer(maildir=tmp_path / "one-more"))
+    assert result.outcome is Outcome.FAIL and "Expected: 2-2 stored message(s)" in result.message
+
+
+def test_delivered_problems_are_file_line(tmp_path: Path) -> None:
+    found = problems(tmp_path, GREET + "  - delivered: {count: '3-1'}\n")
+    assert found and found[0].startswith("9: count: '3-1' is not a range")
+    found = problems(tmp_path, GREET + "  - delivered: {count: 'many'}\n")
+    assert found and found[0].startswith("9:")
+    found = problems(tmp_path, GREET + "  - delivered:\n      sent_headers: true\n")
+    assert found and found[0].startswith("9: sent_headers: no message: or bdat: step comes before")
+    found = problems(tmp_path, GREET + "  - delivered:\n      body: '{nope}'\n")
+    assert found and found[0].startswith("10: body: unknown variable")
