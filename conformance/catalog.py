@@ -218,5 +218,5 @@ def write_deviations(scenarios: list[Scenario], baselines_dir: Path, out: Path) 
 def _deviation_key(scenario_id: str, by_id: dict[str, Scenario]) -> tuple[Any, ...]:
     s = by_id.get(scenario_id)
     if s is None:
-        return (9, (), scenario_id)
+        return ((9, 0), (), scenario_id)  # same shape as below: a baseline may name a scenario that is gone
     return (_rfc_order(s.rfc), tuple(int(p) if p.isdigit() else 0 for p in s.section.split(".")), scenario_id)
