@@ -1,7 +1,8 @@
 """A storing SMTP server that gets the *stored form* of a message wrong in exactly one way per fault.
 
 Built on the correct session of tests/servers/faulty.py (same replies, same Maildir format: `Return-Path:`
-and `Received:`, then the data as received after dot-unstuffing), with three differences that the
+and `Received:`, then the data as received after dot-unstuffing — here one copy per recipient, each with a
+`Delivered-To:` field naming it, so `delivered: rcpt:` can tell the copies apart), with three differences that the
 stored-form scenarios need: CHUNKING (RFC 3030 BDAT) is advertised and implemented, the SIZE limit is small
 (`SIZE 100000`, so a message of exactly the limit is cheap to send), and the faults below. Without a fault
 the server is correct, and every stored-form scenario passes on it; with one, the scenario about that one
@@ -136,6 +137,16 @@ class StoredSession(faulty._Session):
                 parts.append(piece + b"\r\n" if complete else piece)
             at_start = complete
         self._finish(b"".join(parts), size)
+
+    def _store(self, queue_id: str, data: bytes) -> None:
+        """One copy per recipient, as a delivery agent writes them: Delivered-To names the copy's recipient."""
+        everyone = self.rcpts
+        try:
+            for n, rcpt in enumerate(everyone, 1):
+                self.rcpts = [rcpt]  # faulty.py's Received field then says "for <rcpt>"
+                super()._store(f"{queue_id}{n}", f"Delivered-To: {rcpt}\r\n".encode() + data)  # unique file names
+        finally:
+            self.rcpts = everyone
 
     def _finish(self, data: bytes, size: int) -> None:
         if self._too_big(size):
