@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def scenario_summary(s: Scenario) -> dict[str, Any]:
     return {"id": s.id, "title": s.title, "rfc": s.rfc, "section": s.section, "level": s.level.value,
             "tags": list(s.tags), "requires": list(s.requires), "requirements": list(s.requirements),
-            "file": s.file, "line": s.line}
+            "file": s.file, "line": s.line, "stored": s.stored}
 
 
 def _section_key(section: str) -> tuple[Any, ...]:
@@ -158,6 +158,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     scenarios = sorted_scenarios(catalog.scenarios)
     if args.tag:
         scenarios = [s for s in scenarios if set(args.tag) & set(s.tags)]
+    if args.stored:
+        scenarios = [s for s in scenarios if s.stored == args.stored]
     if args.format == "json":
         print(json.dumps([scenario_summary(s) for s in scenarios], indent=1))
         return EXIT_OK
@@ -321,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="the catalog: id, level, RFC section, title")
     lst.add_argument("--format", choices=["text", "json"], default="text")
     lst.add_argument("--tag", action="append")
+    lst.add_argument("--stored", nargs="?", const="checked", choices=["checked", "unchecked"],
+                     help="only scenarios whose stored form is checked (the default) or unchecked")
     lst.add_argument("--scenarios", action="append", metavar="PATH")
     lst.set_defaults(func=cmd_list)
 

@@ -45,6 +45,9 @@ SHIPPED_FRAGMENTS = next((p for p in (Path(__file__).resolve().parent.parent / "
                                      Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE) if p.is_file()),
                          Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE)
 MAX_FILE_OCTETS = 4 * 1024 * 1024
+# Contract C5: every scenario that sends message content says whether its stored form is checked. Off until
+# the whole catalog declares it (then `validate` would otherwise fail on the scenarios not yet updated).
+STORED_REQUIRED = True
 PAD_TO = re.compile(r"^(?:\{(?P<var>[a-z][a-z0-9_]*)\}(?: *(?P<sign>[-+]) *(?P<n>[0-9]+))?|(?P<plain>[0-9]+))$")
 ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
            "delivered", "enhanced_codes", "disconnect", "session", "starttls")
@@ -268,6 +271,7 @@ class Loader:
                                             "after disconnect only wait and delivered steps make sense"))
                     break
         self._check_sent_headers(actions, ctx)
+        self._check_stored(data, actions, ctx, steps_ok=len(problems) == before)
         variables = frozenset(
             name
             for action in _walk_writes(actions)
@@ -304,7 +308,26 @@ class Loader:
             description=data.get("description", ""),
             timeout=data.get("timeout"),
             variables=variables,
+            stored=data.get("stored"),
         )
+
+    @staticmethod
+    def _check_stored(data: dict[str, Any], actions: list[Action], ctx: _Context, steps_ok: bool = True) -> None:
+        """`stored: checked | unchecked`: where it goes, what `checked` promises, and (once STORED_REQUIRED)
+        that every scenario sending message content declares it."""
+        stored = data.get("stored")
+        if stored is None:
+            if STORED_REQUIRED and sends_content(actions):
+                ctx.problem(("steps",), "this scenario sends message content (message:, bdat: or DATA via raw:): "
+                                        "say whether its stored form is judged, with 'stored: checked' or "
+                                        "'stored: unchecked' on the line just before steps:")
+            return
+        line, steps_line = ctx.doc.key_lines.get(("stored",), 0), ctx.doc.key_lines.get(("steps",), 0)
+        if line != steps_line - 1:
+            ctx.problem(("stored",), "stored: write it on the line just before steps:")
+        if stored == "checked" and steps_ok and not any(isinstance(a, DeliveryCheck) for a in _flatten(actions)):
+            ctx.problem(("stored",), "stored: checked needs a delivered step that reads what the server stored "
+                                     "(or say stored: unchecked)")
 
     @staticmethod
     def _check_sent_headers(actions: list[Action], ctx: _Context) -> None:
@@ -611,6 +634,27 @@ def _flatten(actions: list[Action] | tuple[Action, ...]) -> list[Action]:
     for action in actions:
         out.extend(_flatten(action.actions) if isinstance(action, SecondSession) else [action])
     return out
+
+
+RAW_DATA = re.compile(rb"(?:^|\n)DATA\r?\n", re.IGNORECASE)
+
+
+def sends_content(actions: list[Action] | tuple[Action, ...]) -> bool:
+    """Whether the dialogue sends message content: a message: or bdat: item, or DATA followed by raw: bytes
+    (a DATA line inside a raw: text, or a send: DATA step and then raw: text)."""
+    data_sent = False
+    for write in _walk_writes(list(actions)):
+        for payload in write.payloads:
+            literal = b"".join(p for p in payload.template.parts if isinstance(p, bytes))
+            if payload.kind in ("message", "bdat"):
+                return True
+            if payload.kind == "raw" and (data_sent or RAW_DATA.search(literal)):
+                return True
+            if payload.kind == "line" and literal.strip().upper() == b"DATA":
+                data_sent = True
+            elif payload.kind == "line" and data_sent and literal == b".":
+                return True  # message lines sent one by one with send:
+    return False
 
 
 def _walk_writes(actions: list[Action]) -> list[Write]:

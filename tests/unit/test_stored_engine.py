@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ def write_scenario(tmp_path: Path, steps: str, extra: str = "") -> Path:
     folder = tmp_path / "scenarios"
     folder.mkdir(exist_ok=True)
     path = folder / "s.yaml"
-    path.write_text(HEAD + extra + "steps:\n" + steps)
+    stored = "stored: checked\n" if "delivered" in steps else "stored: unchecked\n"
+    path.write_text(HEAD + extra + stored + "steps:\n" + steps)
     return path
 
 
@@ -158,7 +160,7 @@ def test_capture_without_a_match_is_unsupported_missing_parameter(tmp_path: Path
     assert result.outcome is Outcome.UNSUPPORTED
     assert result.cause == "missing-parameter"
     assert "capture size" in result.message
-    assert result.decisive is not None and result.decisive.source.line == 9  # the EHLO step
+    assert result.decisive is not None and result.decisive.source.line == 10  # the EHLO step
     assert not any(c.startswith("MAIL") for c in server.commands)
 
 
@@ -169,13 +171,13 @@ def test_capture_after_a_failed_reply_keeps_the_fail(tmp_path: Path) -> None:
 
 def test_capture_problems_are_file_line(tmp_path: Path) -> None:
     found = problems(tmp_path, GREET + "  - send: EHLO x\n    expect: 250\n    capture: {size: 'SIZE (\\d+'}\n")
-    assert found and found[0].startswith("11: capture size: bad regular expression")
+    assert found and found[0].startswith("12: capture size: bad regular expression")
     found = problems(tmp_path, GREET + "  - send: EHLO x\n    expect: 250\n    capture: {rcpt: 'x'}\n")
-    assert found and found[0].startswith("11: capture name 'rcpt' would hide")
+    assert found and found[0].startswith("12: capture name 'rcpt' would hide")
     found = problems(tmp_path, GREET + "  - send: EHLO x\n    capture: {size: 'x'}\n")
     assert found and "needs an expect" in found[0]
     found = problems(tmp_path, GREET + "  - send: EHLO x\n    expect: 250\n    capture: {Size: 'x'}\n")
-    assert found and found[0].startswith("11:")
+    assert found and found[0].startswith("12:")
     # used before the step that captures it
     found = problems(tmp_path, GREET + "  - send: 'NOOP {size}'\n    expect: 250\n" + EHLO_SIZE)
     assert found and "unknown variable '{size}'" in found[0]
@@ -252,11 +254,11 @@ def test_pad_to_smaller_than_the_message_is_unsupported(tmp_path: Path) -> None:
 
 def test_pad_to_problems_are_file_line(tmp_path: Path) -> None:
     found = problems(tmp_path, GREET + "  - message: x\n    pad_to: '{size}'\n")
-    assert found and found[0].startswith("10: pad_to: {size} is not captured")
+    assert found and found[0].startswith("11: pad_to: {size} is not captured")
     found = problems(tmp_path, GREET + "  - send: x\n    pad_to: 5\n")
-    assert found and found[0].startswith("10: 'pad_to' cannot go with 'send'")
+    assert found and found[0].startswith("11: 'pad_to' cannot go with 'send'")
     found = problems(tmp_path, GREET + "  - message: x\n    pad_to: '{size}*2'\n")
-    assert found and found[0].startswith("10:")
+    assert found and found[0].startswith("11:")
 
 
 def test_probe_cap_sizes() -> None:
@@ -404,10 +406,63 @@ def test_count_range(tmp_path: Path) -> None:
 
 def test_delivered_problems_are_file_line(tmp_path: Path) -> None:
     found = problems(tmp_path, GREET + "  - delivered: {count: '3-1'}\n")
-    assert found and found[0].startswith("9: count: '3-1' is not a range")
+    assert found and found[0].startswith("10: count: '3-1' is not a range")
     found = problems(tmp_path, GREET + "  - delivered: {count: 'many'}\n")
-    assert found and found[0].startswith("9:")
+    assert found and found[0].startswith("10:")
     found = problems(tmp_path, GREET + "  - delivered:\n      sent_headers: true\n")
-    assert found and found[0].startswith("9: sent_headers: no message: or bdat: step comes before")
+    assert found and found[0].startswith("10: sent_headers: no message: or bdat: step comes before")
     found = problems(tmp_path, GREET + "  - delivered:\n      body: '{nope}'\n")
-    assert found and found[0].startswith("10: body: unknown variable")
+    assert found and found[0].startswith("11: body: unknown variable")
+
+
+# ----- stored: checked | unchecked --------------------------------------------------------------------------
+def raw_scenario(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "scenarios" / "raw.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(HEAD + text)
+    _, found = Loader().load_file(path)
+    return [f"{p.line}: {p.message}" for p in found]
+
+
+MESSAGE_STEPS = "steps:\n  - send: DATA\n    expect: 354\n  - message: x\n    expect: 250\n"
+
+
+def test_stored_is_required_when_message_content_is_sent(tmp_path: Path) -> None:
+    for steps in (MESSAGE_STEPS, "steps:\n  - bdat: x\n    last: true\n",
+                  "steps:\n  - raw: 'MAIL FROM:<>\\r\\nDATA\\r\\n'\n",
+                  "steps:\n  - send: DATA\n    expect: 354\n  - raw: 'x\\r\\n.\\r\\n'\n"):
+        found = raw_scenario(tmp_path, steps)
+        assert found and found[0].startswith("7: this scenario sends message content"), (steps, found)
+    assert raw_scenario(tmp_path, "steps:\n  - send: NOOP\n    expect: 250\n  - raw: 'x\\r\\n'\n") == []
+    assert raw_scenario(tmp_path, "stored: unchecked\n" + MESSAGE_STEPS) == []
+
+
+def test_stored_goes_just_before_steps_and_checked_needs_a_delivered_step(tmp_path: Path) -> None:
+    found = raw_scenario(tmp_path, "stored: checked\n" + MESSAGE_STEPS)
+    assert found == ["7: stored: checked needs a delivered step that reads what the server stored "
+                     "(or say stored: unchecked)"]
+    assert raw_scenario(tmp_path, "stored: checked\n" + MESSAGE_STEPS + "  - delivered: {count: 1}\n") == []
+    found = raw_scenario(tmp_path, "stored: unchecked\ntags: [core]\n" + MESSAGE_STEPS)
+    assert found == ["7: stored: write it on the line just before steps:"]
+    found = raw_scenario(tmp_path, "stored: sometimes\n" + MESSAGE_STEPS)
+    assert found and found[0].startswith("7: stored: 'sometimes' is not one of: checked, unchecked")
+
+
+def test_stored_in_list_and_coverage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(HEAD.replace("unit-case", "case-a") + "stored: checked\n" + MESSAGE_STEPS
+                                   + "  - delivered: {count: 1}\n")
+    (folder / "b.yaml").write_text(HEAD.replace("unit-case", "case-b") + "stored: unchecked\n" + MESSAGE_STEPS)
+    (folder / "c.yaml").write_text(HEAD.replace("unit-case", "case-c") + "steps:\n  - send: NOOP\n")
+    assert cli_main(["list", "--scenarios", str(folder), "--stored", "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(s["id"], s["stored"]) for s in listed] == [("case-a", "checked")]
+    assert cli_main(["list", "--scenarios", str(folder), "--format", "json"]) == 0
+    assert {s["id"]: s["stored"] for s in json.loads(capsys.readouterr().out)} == {
+        "case-a": "checked", "case-b": "unchecked", "case-c": None}
+    assert cli_main(["coverage", "--scenarios", str(folder), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stored"] == {"checked": ["case-a"], "unchecked": ["case-b"],
+                                                             "undeclared": []}
+    assert cli_main(["coverage", "--scenarios", str(folder)]) == 0
+    assert "stored form: checked by 1 scenarios, unchecked in 1" in capsys.readouterr().out
