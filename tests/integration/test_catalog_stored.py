@@ -36,14 +36,21 @@ FILES = [
     "scenarios/rfc5321/4.5.3.1.8-recipients-stored.yaml",
 ]
 
-# fault -> the scenario that must FAIL on it, and text of the step that decides it (its YAML)
-DECISIVE: dict[str, tuple[str, str]] = {
-    "no-unstuff": ("rfc5321-4.5.2-stored-unstuffed-once", "delivered"),
-    "truncate-long-lines": ("rfc5321-4.5.3.1.6-text-line-998-stored-intact", "delivered"),
-    "bdat-last-chunk-only": ("rfc3030-2-bdat-chunks-concatenated", "delivered"),
-    "rset-keeps-rcpts": ("rfc5321-4.1.1.5-rset-recipients-not-delivered", "delivered"),
-    "domain-case-sensitive": ("rfc5321-2.4-recipient-domain-case-insensitive", "RCPT TO:<user@EXAMPLE.TEST>"),
-    "size-off-by-one": ("rfc1870-4-message-of-exactly-size-accepted", "pad_to"),
+# fault of tests/servers/stored.py -> the scenario it must break, text of the step that decides it (its YAML),
+# and the outcome (the level of that scenario's sentence). The first six are issue 12's list.
+DECISIVE: dict[str, tuple[str, str, str]] = {
+    "no-unstuff": ("rfc5321-4.5.2-stored-unstuffed-once", "delivered", "fail"),
+    "truncate-long-lines": ("rfc5321-4.5.3.1.6-text-line-998-stored-intact", "delivered", "fail"),
+    "bdat-last-chunk-only": ("rfc3030-2-bdat-chunks-concatenated", "delivered", "fail"),
+    "rset-keeps-rcpts": ("rfc5321-4.1.1.5-rset-recipients-not-delivered", "delivered", "fail"),
+    "domain-case-sensitive": ("rfc5321-2.4-recipient-domain-case-insensitive", "RCPT TO:<user@EXAMPLE.TEST>", "fail"),
+    "size-off-by-one": ("rfc1870-4-message-of-exactly-size-accepted", "pad_to", "fail"),
+    "strip-trailing-space": ("rfc5321-4.5.2-stored-characters-kept", "delivered", "fail"),
+    "trim-trailing-empty-lines": ("rfc5321-4.1.1.4-stored-end-as-sent", "delivered", "fail"),
+    "unfold-headers": ("rfc5321-4.5.2-stored-header-and-body-as-sent", "sent_headers", "fail"),
+    "helo-no-domain": ("rfc5321-4.1.1.1-helo-reply-domain", "HELO", "non-strict"),  # "Hello": a lone label
+    "vrfy-needs-domain": ("rfc5321-3.5.1-vrfy-bare-local-part", "VRFY user", "fail"),
+    "eod-pipeline-503": ("rfc2920-3.1-commands-after-end-of-data", "send: RSET", "fail"),  # first after the dot
 }
 # other scenarios a fault also breaks (each its own accusation), and ones it must leave alone
 ALSO: dict[str, dict[str, str]] = {
@@ -56,6 +63,19 @@ ALSO: dict[str, dict[str, str]] = {
                          "rfc5321-4.1.1.5-rset-new-recipient-only": "fail"},
     "domain-case-sensitive": {"rfc5321-4.5.2-stored-unstuffed-once": "pass"},
     "size-off-by-one": {"rfc1870-4-message-one-above-size-refused": "pass"},
+    "strip-trailing-space": {"rfc5321-4.1.1.4-stored-end-as-sent": "pass"},
+    "trim-trailing-empty-lines": {"rfc5321-4.5.2-stored-characters-kept": "pass"},
+    "unfold-headers": {"rfc5321-4.5.2-stored-unstuffed-once": "pass"},
+    "helo-no-domain": {"rfc5321-4.1.1.1-helo-recipients-not-delivered": "pass"},
+    "vrfy-needs-domain": {},
+    "eod-pipeline-503": {"rfc5321-4.5.2-stored-unstuffed-once": "pass"},
+}
+# faults of tests/servers/faulty.py that the new scenarios must catch too
+FAULTY: dict[str, tuple[str, dict[str, str]]] = {
+    "ehlo-no-reset": ("ehlo-no-reset", {"rfc5321-4.1.4-ehlo-recipients-not-delivered": "fail",
+                                        "rfc5321-4.1.1.1-helo-recipients-not-delivered": "fail",
+                                        "rfc5321-4.1.1.5-rset-recipients-not-delivered": "pass"}),
+    "size-not-enforced": ("size-not-enforced", {"rfc1870-4-message-one-above-size-refused": "fail"}),
 }
 # on the correct stored server (tests/servers/stored.py without a fault): no SMTPUTF8 there
 CORRECT_NOT_PASS = {"rfc6531-3.2-utf8-headers-stored": "unsupported"}
@@ -87,25 +107,31 @@ def _step_yaml(result: dict[str, Any]) -> str:
 def test_every_fault_has_its_decisive_scenario() -> None:
     ids = catalog(FILES)
     assert set(DECISIVE) == set(STORED_FAULTS)
-    named = {sid for sid, _ in DECISIVE.values()} | {sid for extra in ALSO.values() for sid in extra}
+    named = {sid for sid, _, _ in DECISIVE.values()} | {sid for extra in ALSO.values() for sid in extra}
+    named |= {sid for _, extra in FAULTY.values() for sid in extra}
     assert named <= set(ids), sorted(named - set(ids))
+    assert set(ALSO) == set(DECISIVE)
 
 
-def test_faulty_stores_fail_and_the_correct_one_passes(stored: Any, tmp_path: Path) -> None:
+def test_faulty_stores_fail_and_the_correct_one_passes(stored: Any, faulty: Any, tmp_path: Path) -> None:
     ids = catalog(FILES)
     targets = {"correct": stored(None), "builtin": {"builtin": True}}
     wanted = {(sid, "correct"): CORRECT_NOT_PASS.get(sid, "pass") for sid in ids}
     wanted.update({(sid, "builtin"): BUILTIN_NOT_PASS.get(sid, "pass") for sid in ids})
-    for fault, (sid, _) in DECISIVE.items():
+    for fault, (sid, _, outcome) in DECISIVE.items():
         targets[fault] = stored(fault)
-        wanted[(sid, fault)] = "fail"
-        wanted.update({(other, fault): outcome for other, outcome in ALSO[fault].items()})
+        wanted[(sid, fault)] = outcome
+        wanted.update({(other, fault): o for other, o in ALSO[fault].items()})
+    for label, (fault, expect) in FAULTY.items():
+        maildir = tmp_path / f"faulty-{label}"
+        targets[label] = {"address": faulty(fault, maildir=maildir), "mailbox": f"maildir:{maildir}"}
+        wanted.update({(sid, label): o for sid, o in expect.items()})
     run = run_selected(targets, wanted, ids, tmp_path, *TIMEOUT, concurrency=16, timeout=600)
     wrong = mismatches(run, wanted)
     assert not wrong, "\n".join(wrong)
-    for fault, (sid, decisive) in DECISIVE.items():
+    for fault, (sid, decisive, _) in DECISIVE.items():
         result = run.result(sid, fault)
-        assert result["level"] == "MUST", (fault, result["level"])
+        assert result["level"] in ("MUST", "MUST NOT"), (fault, result["level"])
         assert decisive in _step_yaml(result), (fault, result["step"], result["message"])
 
 

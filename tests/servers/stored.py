@@ -16,6 +16,12 @@ thing fails (tests/integration/test_catalog_stored.py).
 | `rset-keeps-rcpts` | RSET forgets the sender but keeps the recipients, and MAIL does not clear them (§4.1.1.5) |
 | `domain-case-sensitive` | a recipient domain is compared case-sensitively: `<user@EXAMPLE.TEST>` is refused (§2.4) |
 | `size-off-by-one` | advertises `SIZE 100000` and refuses a message of exactly 100000 octets (RFC 1870 §4, §6) |
+| `strip-trailing-space` | spaces and tabs at the end of text lines are not stored (§4.5.2: all characters delivered) |
+| `trim-trailing-empty-lines` | empty lines at the end of the body are not stored (§4.1.1.4) |
+| `unfold-headers` | folded header fields are stored unfolded (the client's header section changed) |
+| `helo-no-domain` | HELO is answered `250 Hello <client>`: the server does not name itself (§4.1.1.1) |
+| `vrfy-needs-domain` | `VRFY user` is refused `501 … must contain a domain` (§3.5.1) |
+| `eod-pipeline-503` | commands that arrived with the end-of-data dot are refused with 503 (RFC 2920 §3.1) |
 
 In-process::
 
@@ -49,6 +55,12 @@ STORED_FAULTS: dict[str, str] = {
     "rset-keeps-rcpts": "RSET forgets the sender but keeps the recipients",
     "domain-case-sensitive": "recipient domain compared case-sensitively",
     "size-off-by-one": "a message of exactly the advertised SIZE is refused",
+    "strip-trailing-space": "trailing spaces and tabs of text lines are not stored",
+    "trim-trailing-empty-lines": "empty lines at the end of the body are not stored",
+    "unfold-headers": "folded header fields are stored unfolded",
+    "helo-no-domain": "HELO answered '250 Hello <client>' (no server name)",
+    "vrfy-needs-domain": "VRFY of a bare local part refused with 501",
+    "eod-pipeline-503": "commands pipelined after the end-of-data dot refused with 503",
 }
 SIZE = 100_000  # the advertised and enforced limit, in RFC 1870 octets (CRLF pairs counted, stuffing not)
 TRUNCATE_AT = 200
@@ -83,6 +95,20 @@ class StoredSession(faulty._Session):
         keywords = [self.cfg.hostname, "PIPELINING", f"SIZE {SIZE}", "8BITMIME", "ENHANCEDSTATUSCODES",
                     "CHUNKING", "HELP"]
         self.send_lines([f"250{' ' if i == len(keywords) - 1 else '-'}{k}" for i, k in enumerate(keywords)])
+
+    def cmd_HELO(self, arg: str) -> None:
+        if self.stored_fault == "helo-no-domain" and arg:
+            self._reset_tx()
+            self.helo, self.esmtp = arg.split(" ")[0], False
+            self.reply(250, None, f"Hello {self.helo}")
+            return
+        super().cmd_HELO(arg)
+
+    def cmd_VRFY(self, arg: str) -> None:
+        if self.stored_fault == "vrfy-needs-domain" and arg and "@" not in arg and arg.lower() != "postmaster":
+            self.reply(501, "5.1.3", f"{arg}: recipient address must contain a domain")
+            return
+        super().cmd_VRFY(arg)
 
     def cmd_RSET(self, arg: str) -> None:
         if self.stored_fault == "rset-keeps-rcpts" and not arg:
@@ -136,7 +162,23 @@ class StoredSession(faulty._Session):
             if size <= SIZE + 2:  # what is refused anyway is not kept
                 parts.append(piece + b"\r\n" if complete else piece)
             at_start = complete
-        self._finish(b"".join(parts), size)
+        self._finish(self._transformed(b"".join(parts)), size)
+        if self.stored_fault == "eod-pipeline-503":  # whatever came with the dot is refused, line by line
+            while b"\r\n" in self.reader.buf:
+                del self.reader.buf[: self.reader.buf.index(b"\r\n") + 2]
+                self.reply(503, "5.5.0", "pipelined after end of DATA")
+
+    def _transformed(self, data: bytes) -> bytes:
+        """The one irreversible change a data fault makes to the stored text."""
+        if self.stored_fault == "strip-trailing-space":
+            return b"\r\n".join(line.rstrip(b" \t") for line in data.split(b"\r\n"))
+        if self.stored_fault == "trim-trailing-empty-lines":
+            while data.endswith(b"\r\n\r\n"):
+                data = data[:-2]
+        if self.stored_fault == "unfold-headers":
+            head, sep, body = data.partition(b"\r\n\r\n")
+            return re.sub(rb"\r\n[ \t]+", b" ", head) + sep + body
+        return data
 
     def _store(self, queue_id: str, data: bytes) -> None:
         """One copy per recipient, as a delivery agent writes them: Delivered-To names the copy's recipient."""
