@@ -24,7 +24,7 @@ from .dialogue import PROBE_CAP, Settings, parse_octets
 from .loader import Loader, Problem, is_scenario_file, load_requirement_ids
 from .mailbox import parse_mailbox
 from .model import Outcome, Scenario
-from .results import build_document, fails_run, write_json
+from .results import build_document, fails_run, missing_parameter_lines, write_json
 from .runner import Runner
 from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target
 
@@ -338,6 +338,8 @@ class SmtpSession:
                 tr.write_line(f"{label}: NEW {new['outcome'].upper()} {new['id']} (not in the baseline)")
             for fixed in changes["fixed"]:
                 tr.write_line(f"{label}: FIXED {fixed['id']} (the baseline expected {fixed['expected']})")
+        for line in missing_parameter_lines(self.results):
+            tr.write_line(line)
         for path in self.written:
             tr.write_line(f"written: {path}")
 

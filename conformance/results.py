@@ -17,7 +17,7 @@ OUTCOME_ORDER = [o.value for o in Outcome]
 
 
 def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str,
-                 dialogue: DialogueResult | None = None) -> dict[str, Any]:
+                 dialogue: DialogueResult | None = None, missing: list[str] | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": scenario.id,
         "title": scenario.title,
@@ -43,6 +43,8 @@ def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str
         "findings": [],
         "transcript": [],
     }
+    if missing:  # UNSUPPORTED because the target was not given these parameters (mailbox, credentials …)
+        entry["missing"] = list(missing)
     if dialogue is not None:
         entry.update(
             duration_s=dialogue.duration_s,
@@ -55,6 +57,32 @@ def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str
             transcript=dialogue.transcript.as_json(),
         )
     return entry
+
+
+# What to add when scenarios were UNSUPPORTED only for want of a target parameter
+PARAMETER_OPTIONS = {
+    "mailbox": ("no mailbox was given", "--mailbox KIND:WHERE (maildir:PATH, mailhog:URL, mailpit:URL, maildev:URL, "
+                "pop3://USER:PASS@HOST:PORT, imap://USER:PASS@HOST:PORT/INBOX; pytest: --smtp-mailbox)"),
+    "credentials": ("no credentials were given", "--auth USER:PASSWORD (pytest: --smtp-auth)"),
+}
+
+
+def missing_parameter_hints(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per target and parameter: how many scenarios were UNSUPPORTED only because that parameter was not
+    given, and the option that gives it (for the terminal summary and the report)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for r in results:
+        missing = r.get("missing") or []
+        if r.get("outcome") == "unsupported" and len(missing) == 1 and missing[0] in PARAMETER_OPTIONS:
+            counts[(str(r.get("target", "")), missing[0])] += 1
+    return [{"target": target, "parameter": name, "count": n, "reason": PARAMETER_OPTIONS[name][0],
+             "option": PARAMETER_OPTIONS[name][1]} for (target, name), n in counts.items()]
+
+
+def missing_parameter_lines(results: list[dict[str, Any]]) -> list[str]:
+    return [f"{h['target']}: {h['count']} scenario{'s' if h['count'] != 1 else ''} UNSUPPORTED only because "
+            f"{h['reason']}; to run {'them' if h['count'] != 1 else 'it'}, add {h['option']}"
+            for h in missing_parameter_hints(results)]
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:

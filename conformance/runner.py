@@ -130,7 +130,8 @@ class Runner:
         lacking = [n for n in scenario.needs if n not in state.target.capabilities()]
         if lacking:
             return result_entry(scenario, label, Outcome.UNSUPPORTED,
-                                f"needs target parameter{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}")
+                                f"needs target parameter{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}",
+                                missing=lacking)
         assert state.endpoint is not None
         limit = state.target.params.time_limit
         if self._slots is None:

@@ -28,6 +28,8 @@ from typing import Any
 
 import jinja2
 
+from ..results import missing_parameter_lines
+
 __all__ = ["OUTCOMES", "render_html", "write_html", "sanitize_token", "result_anchor"]
 
 # Display order of the outcome classes (docs/results-format.md, "Outcomes").
@@ -378,6 +380,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
         "body": body,
         "n_rows": len(rows),
         "details": details,
+        "hints": missing_parameter_lines([dict(r) for r in results]),
     }
 
 

@@ -179,3 +179,52 @@ def test_mailpit_reads_the_raw_source_and_the_recipients(api: Callable[[Routes],
     assert found == [Stored(stored, ("b@example.test", "c@example.test"))]
     assert box.stored_with(b"tok-2") == [Stored(other, ("d@example.test",))]
     assert calls == ["id1", "id2"]  # each stored message is fetched once, however often the list is polled
+
+
+# ----- a mailbox for the default run; the hint when a target has none ----------------------------------------
+def test_builtin_has_its_own_maildir() -> None:
+    from conformance.targets.process import BuiltinTarget
+
+    target = BuiltinTarget(label="builtin", spec="builtin")
+    assert "mailbox" not in target.capabilities()  # not before it runs: the Maildir is made when it starts
+    target.start()
+    try:
+        assert "mailbox" in target.capabilities()
+        box = target.mailbox()
+        assert box is not None and box.spec.startswith("maildir:")
+    finally:
+        target.stop()
+
+
+def entry(target: str, outcome: str, missing: list[str] | None = None) -> dict[str, Any]:
+    return {"id": f"s-{target}-{outcome}-{missing}", "target": target, "outcome": outcome,
+            **({"missing": missing} if missing is not None else {})}
+
+
+def test_unsupported_only_for_want_of_a_mailbox_is_counted_with_the_option() -> None:
+    from conformance.results import missing_parameter_lines
+
+    results = [entry("a", "unsupported", ["mailbox"]), entry("a", "unsupported", ["mailbox"]),
+               entry("a", "unsupported", ["mailbox", "credentials"]),  # not only for the mailbox
+               entry("a", "unsupported"), entry("a", "pass"), entry("b", "unsupported", ["mailbox"]),
+               entry("b", "unsupported", ["credentials"])]
+    lines = missing_parameter_lines(results)
+    assert lines[0].startswith("a: 2 scenarios UNSUPPORTED only because no mailbox was given; to run them, "
+                               "add --mailbox KIND:WHERE (maildir:PATH")
+    assert lines[1].startswith("b: 1 scenario UNSUPPORTED only because no mailbox was given; to run it, add --mailbox")
+    assert lines[2] == ("b: 1 scenario UNSUPPORTED only because no credentials were given; to run it, add "
+                        "--auth USER:PASSWORD (pytest: --smtp-auth)")
+    assert missing_parameter_lines([entry("a", "unsupported"), entry("a", "pass")]) == []
+
+
+def test_the_report_says_it_too() -> None:
+    from conformance.report.html import render_html
+
+    results = [{"id": "x", "title": "x", "target": "t", "outcome": "unsupported", "level": "MUST", "rfc": "5321",
+                "section": "4.5.2", "missing": ["mailbox"], "message": "needs target parameter mailbox"}]
+    page = render_html({"format_version": 1, "targets": [{"label": "t"}], "results": results,
+                        "summary": {"total": 1}})
+    assert ('<p class="hint" data-hint="missing-parameter">t: 1 scenario UNSUPPORTED only because no mailbox '
+            "was given; to run it, add --mailbox KIND:WHERE") in page
+    results[0]["missing"] = []
+    assert 'data-hint="missing-parameter"' not in render_html({"targets": [], "results": results})
