@@ -282,15 +282,16 @@ class Dialogue:
             self._sent_chunk(body, payload.last)
             size = len(body) if payload.size is None else payload.size
             return f"BDAT {size}{' LAST' if payload.last else ''}\r\n".encode() + body
-        self.sent_messages.append(crlf_message(body))
+        self.sent_messages.append(_header_block(body))
         if payload.pad_to is not None:
             return self._padded(payload, body)
         return dot_stuff(body)
 
     def _sent_chunk(self, body: bytes, last: bool) -> None:
-        self.bdat_parts.append(body)
+        if sum(len(p) for p in self.bdat_parts) < SENT_HEAD_OCTETS:  # the header block is all sent_headers needs
+            self.bdat_parts.append(body[:SENT_HEAD_OCTETS])
         if last:
-            self.sent_messages.append(b"".join(self.bdat_parts))
+            self.sent_messages.append(_header_block(b"".join(self.bdat_parts)))
             self.bdat_parts = []
 
     def _padded(self, payload: Payload, body: bytes) -> bytes:
@@ -702,6 +703,16 @@ def crlf_message(body: bytes) -> bytes:
     """The message as RFC 1870 counts it: CRLF line ends, the last line ended, no dot-stuffing, no final dot."""
     text = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return text if not text or text.endswith(b"\r\n") else text + b"\r\n"
+
+
+SENT_HEAD_OCTETS = 256 * 1024  # of each sent message kept for sent_headers (its header block)
+
+
+def _header_block(message: bytes) -> bytes:
+    """The header block of a sent message (CRLF line ends) and its empty line, or its first octets."""
+    head = message[:SENT_HEAD_OCTETS].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    end = head.find(b"\r\n\r\n")
+    return head[: end + 4] if end >= 0 else head
 
 
 FILLER_LINE = b"x" * 78 + b"\r\n"  # 80 octets: well under the 998-octet line limit
