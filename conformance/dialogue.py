@@ -445,7 +445,7 @@ class Dialogue:
         """Poll the target's mailbox for messages carrying this dialogue's token, then judge them."""
         if self.mailbox is None:
             self._grade(Outcome.UNSUPPORTED, "the target declares no mailbox to read delivered mail from",
-                        check.source, None, None, expected=["a mailbox"])
+                        check.source, None, None, expected=["a mailbox"], cause="missing-parameter")
             raise _Stop
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (check.timeout or self.settings.delivery_timeout)

@@ -537,7 +537,7 @@ class Loader:
         """`capture: {NAME: REGEX}`: checked here, so that a bad regex or name is a `file:line` problem."""
         captures: list[tuple[str, str]] = []
         for name, pattern in spec.items():
-            if name in VARIABLES:
+            if name in VARIABLES or name in ("repeat", "base64"):
                 ctx.problem(path + (name,), f"capture name '{name}' would hide the variable {{{name}}}; "
                                             "choose another name")
                 return None
