@@ -313,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in TARGET_PARAMS:
         run.add_argument(f"--{name}", help=f"target parameter {name} for the --target servers")
     run.add_argument("--probe-cap", metavar="OCTETS", help="largest message a boundary scenario may send (pad_to "
-                     "a SIZE limit); above it the scenario is INFO 'limit too large to probe' (default 50M)")
+                     "a SIZE limit); above it the scenario is INFO 'limit too large to probe' (default 50M = 50000000 "
+                     "octets; 50MiB = 52428800)")
     run.add_argument("--tls", choices=["none", "implicit"], default="none")
     run.add_argument("--verify-tls", action="store_true")
     run.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line")

@@ -50,16 +50,18 @@ class Endpoint:
     server_hostname: str | None = None
 
 
-PROBE_CAP = 50 * 1024 * 1024  # the default --probe-cap (50 MiB)
-_OCTETS = re.compile(r"^\s*(\d+)\s*([KMG]?)(?:I?B)?\s*$", re.IGNORECASE)
+PROBE_CAP = 50_000_000  # the default --probe-cap: 50 MB (a 50 MiB SIZE, Exim's and maildev's, is above it)
+_OCTETS = re.compile(r"^\s*(\d+)\s*(?:([KMG])(I)?B?)?\s*$", re.IGNORECASE)
 
 
 def parse_octets(text: str) -> int:
-    """`52428800`, `50M`, `50MB`, `50MiB`, `512K`, `1G` (multiples of 1024) → octets; ValueError otherwise."""
+    """`50000000`, `50M`/`50MB` (powers of 1000), `50MiB` (powers of 1024), `512K`, `1G` → octets; ValueError
+    otherwise."""
     match = _OCTETS.match(str(text))
     if match is None:
-        raise ValueError(f"{text!r} is not a size (e.g. 52428800, 50M, 1G)")
-    return int(match.group(1)) * 1024 ** " KMG".index(match.group(2).upper() or " ")
+        raise ValueError(f"{text!r} is not a size (e.g. 50000000, 50M, 50MiB, 1G)")
+    power = " KMG".index((match.group(2) or " ").upper())
+    return int(match.group(1)) * (1024 if match.group(3) else 1000) ** power
 
 
 @dataclass

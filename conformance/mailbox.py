@@ -18,6 +18,8 @@ from pathlib import Path
 
 MAX_MESSAGES = 2000
 MAX_OCTETS = 16 * 1024 * 1024
+# an API listing (MailHog and maildev put every message's content in it, a SIZE probe's 50 MB included)
+LISTING_OCTETS = 256 * 1024 * 1024
 HTTP_TIMEOUT = 10.0
 
 
@@ -71,11 +73,17 @@ class MaildirMailbox(Mailbox):
         return found
 
 
-def _http_json(url: str) -> object:
+def _http_json(url: str, limit: int = MAX_OCTETS) -> object:
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310 - loopback URLs from config
-            return json.loads(resp.read(MAX_OCTETS))
-    except (OSError, ValueError) as exc:
+            data = resp.read(limit + 1)
+    except OSError as exc:
+        raise MailboxError(f"cannot read {url}: {exc}") from None
+    if len(data) > limit:
+        raise MailboxError(f"cannot read {url}: larger than {limit} octets")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
         raise MailboxError(f"cannot read {url}: {exc}") from None
 
 
@@ -102,7 +110,7 @@ class MailhogMailbox(Mailbox):
         return [s.raw for s in self.stored_with(token)]
 
     def stored_with(self, token: bytes) -> list[Stored]:
-        data = _http_json(self.url.rstrip("/") + f"/api/v2/messages?limit={MAX_MESSAGES}")
+        data = _http_json(self.url.rstrip("/") + f"/api/v2/messages?limit={MAX_MESSAGES}", LISTING_OCTETS)
         items = data.get("items", []) if isinstance(data, dict) else []
         out = []
         for item in items[:MAX_MESSAGES]:
@@ -164,7 +172,7 @@ class MailpitMailbox(Mailbox):
 
     def stored_with(self, token: bytes) -> list[Stored]:
         base = self.url.rstrip("/")
-        data = _http_json(f"{base}/api/v1/messages?limit={MAX_MESSAGES}")
+        data = _http_json(f"{base}/api/v1/messages?limit={MAX_MESSAGES}", LISTING_OCTETS)
         out = []
         items = [i for i in (data.get("messages", []) if isinstance(data, dict) else []) if isinstance(i, dict)]
         for item in items[:MAX_MESSAGES]:
@@ -199,7 +207,7 @@ class MaildevMailbox(Mailbox):
         base = self.url.rstrip("/")
         if not base.endswith("/api"):
             base += "/api"
-        data = _http_json(f"{base}/email")
+        data = _http_json(f"{base}/email", LISTING_OCTETS)
         out = []
         for item in [i for i in (data if isinstance(data, list) else []) if isinstance(i, dict)][-MAX_MESSAGES:]:
             key = str(item.get("id", ""))

@@ -80,7 +80,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "new and fixed deviations are reported")
     group.addoption("--smtp-probe-cap", type=parse_octets, default=PROBE_CAP, metavar="OCTETS",
                     help="scenarios that would send a message larger than this (pad_to: a server's SIZE limit) are "
-                         "INFO 'limit too large to probe' (default 50M; K, M, G are multiples of 1024)")
+                         "INFO 'limit too large to probe' (default 50M = 50000000; K, M, G: powers of 1000, "
+                         "KiB, MiB, GiB: of 1024)")
     group.addoption("--smtp-update-baseline", action="store_true",
                     help="rewrite each target's baseline file from this run (keeps existing reasons)")
 

@@ -228,3 +228,19 @@ def test_the_report_says_it_too() -> None:
             "was given; to run it, add --mailbox KIND:WHERE") in page
     results[0]["missing"] = []
     assert 'data-hint="missing-parameter"' not in render_html({"targets": [], "results": results})
+
+
+def test_a_listing_with_a_huge_message_is_still_read(api: Callable[[Routes], str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """maildev's /api/email carries each message's parsed text: one 50 MB message (a SIZE probe) must not
+    make every later delivered check an ERROR."""
+    huge = {"id": "big", "envelope": {"to": [{"address": "b@example.test"}]}, "text": "x" * (17 * 1024 * 1024)}
+    small = {"id": "small", "envelope": {"to": [{"address": "c@example.test"}]}, "text": "body"}
+    url = api({"/api/email": as_json([huge, small]),
+               "/api/email/big/source": lambda: ("message/rfc822", b"Subject: big\r\n\r\n" + b"x" * 100),
+               "/api/email/small/source": lambda: ("message/rfc822", b"Subject: tok-9\r\n\r\nbody\r\n")})
+    box = parse_mailbox(f"maildev:{url}")
+    assert box.stored_with(b"tok-9") == [Stored(b"Subject: tok-9\r\n\r\nbody\r\n", ("c@example.test",))]
+    monkeypatch.setattr("conformance.mailbox.LISTING_OCTETS", 1024 * 1024)
+    with pytest.raises(MailboxError, match="larger than 1048576 octets"):
+        box.stored_with(b"tok-9")

@@ -12,6 +12,7 @@ import pytest
 
 from conformance.cli import main as cli_main
 from conformance.dialogue import (
+    PROBE_CAP,
     Dialogue,
     DialogueResult,
     Endpoint,
@@ -263,8 +264,9 @@ def test_pad_to_problems_are_file_line(tmp_path: Path) -> None:
 
 def test_probe_cap_sizes() -> None:
     assert parse_octets("52428800") == 52428800
-    assert parse_octets("50M") == parse_octets("50MiB") == parse_octets("50mb") == 50 * 1024 * 1024
-    assert parse_octets("512K") == 512 * 1024 and parse_octets("1G") == 1024 ** 3
+    assert parse_octets("50M") == parse_octets("50MB") == parse_octets("50mb") == 50_000_000 == PROBE_CAP
+    assert parse_octets("50MiB") == parse_octets("50mib") == 50 * 1024 * 1024
+    assert parse_octets("512K") == 512_000 and parse_octets("1GiB") == 1024 ** 3
     with pytest.raises(ValueError):
         parse_octets("fifty")
 
