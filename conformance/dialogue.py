@@ -579,7 +579,9 @@ def _judge_count(found: list[bytes], count: int, count_max: int | None) -> str |
 
 
 RECIPIENT_FIELDS = (b"delivered-to", b"x-original-to", b"envelope-to", b"x-envelope-to", b"x-rcptto")
-RECEIVED_FOR = re.compile(rb"\bfor\s+<?([^\s<>;]+@[^\s<>;]+?)>?\s*(?:;|$)", re.IGNORECASE)
+# `for <a@b>;` (one path, §4.4) or a list `for <a@b>, <c@d>;` as some servers write it
+RECEIVED_FOR = re.compile(rb"\bfor\s+((?:<?[^\s<>;,]+@[^\s<>;,]+>?\s*,?\s*)+)(?:;|$)", re.IGNORECASE)
+ADDRESS = re.compile(rb"[^\s<>;,]+@[^\s<>;,]+")
 
 
 def header_fields(message: bytes) -> list[bytes]:
@@ -622,7 +624,7 @@ def stored_recipients(message: bytes) -> set[str]:
         elif name == b"received":
             found = RECEIVED_FOR.search(unfolded)
             if found:
-                out.add(bare_address(found.group(1).decode("utf-8", "replace")))
+                out.update(bare_address(a.decode("utf-8", "replace")) for a in ADDRESS.findall(found.group(1)))
     return out
 
 

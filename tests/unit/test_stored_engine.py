@@ -469,3 +469,16 @@ def test_stored_in_list_and_coverage(tmp_path: Path, capsys: pytest.CaptureFixtu
                                                              "undeclared": []}
     assert cli_main(["coverage", "--scenarios", str(folder)]) == 0
     assert "stored form: checked by 1 scenarios, unchecked in 1" in capsys.readouterr().out
+
+
+def test_stored_recipients_from_trace_fields() -> None:
+    from conformance.dialogue import stored_recipients
+
+    assert stored_recipients(b"Received: from x\r\n\tby y id 1\r\n\tfor <A@Example.TEST>; Sun, 6 Dec 2026\r\n\r\nb") \
+        == {"a@example.test"}
+    assert stored_recipients(b"Received: from x by y for <a@e.test>, <b@e.test>; date\nX-A: 1\n\n") == \
+        {"a@e.test", "b@e.test"}
+    assert stored_recipients(b"Delivered-To: a@e.test\nX-Original-To: b@e.test\nEnvelope-to: c@e.test, d@e.test\n"
+                             b"X-RcptTo: e@e.test\n\nDelivered-To: not@header.test\n") == \
+        {"a@e.test", "b@e.test", "c@e.test", "d@e.test", "e@e.test"}
+    assert stored_recipients(b"Received: from x by y; date\nTo: z@e.test\n\nbody") == set()
