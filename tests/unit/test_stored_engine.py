@@ -482,3 +482,19 @@ def test_stored_recipients_from_trace_fields() -> None:
                              b"X-RcptTo: e@e.test\n\nDelivered-To: not@header.test\n") == \
         {"a@e.test", "b@e.test", "c@e.test", "d@e.test", "e@e.test"}
     assert stored_recipients(b"Received: from x by y; date\nTo: z@e.test\n\nbody") == set()
+
+
+def test_captured_values_in_delivered_checks(tmp_path: Path) -> None:
+    steps = (GREET + EHLO_SIZE + "  - send: MAIL FROM:<>\n    expect: 250\n"
+             "  - send: RCPT TO:<{rcpt}>\n    expect: 250\n  - send: DATA\n    expect: 354\n"
+             "  - message: \"Subject: {token}\\n\\nlimit {size}\\n\"\n    expect: 250\n"
+             "  - delivered:\n      contains: ['limit {size}']\n      matches: ['^limit {size}$']\n"
+             "      body: \"limit {size}\\n\"\n")
+    assert play(load(tmp_path, steps), TinyServer(maildir=tmp_path / "md")).outcome is Outcome.PASS
+
+
+def test_message_lines_sent_one_by_one_count_as_content(tmp_path: Path) -> None:
+    steps = ("steps:\n  - send: DATA\n    expect: 354\n  - send: 'Subject: x'\n  - send: ''\n"
+             "  - send: .\n    expect: 250\n")
+    found = raw_scenario(tmp_path, steps)
+    assert found and found[0].startswith("7: this scenario sends message content")
