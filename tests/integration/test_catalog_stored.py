@@ -34,6 +34,7 @@ FILES = [
     "scenarios/rfc5321/3.5.1-vrfy-bare-local-part.yaml",
     "scenarios/rfc2920/3.1-after-end-of-data.yaml",
     "scenarios/rfc5321/4.5.3.1.8-recipients-stored.yaml",
+    "scenarios/rfc5321/2.1-recipient-copies.yaml",
 ]
 
 # fault of tests/servers/stored.py -> the scenario it must break, text of the step that decides it (its YAML),
@@ -51,6 +52,7 @@ DECISIVE: dict[str, tuple[str, str, str]] = {
     "helo-no-domain": ("rfc5321-4.1.1.1-helo-reply-domain", "HELO", "non-strict"),  # "Hello": a lone label
     "vrfy-needs-domain": ("rfc5321-3.5.1-vrfy-bare-local-part", "VRFY user", "fail"),
     "eod-pipeline-503": ("rfc2920-3.1-commands-after-end-of-data", "send: RSET", "fail"),  # first after the dot
+    "first-recipient-only": ("rfc5321-2.1-copy-for-each-recipient", "delivered", "fail"),
 }
 # other scenarios a fault also breaks (each its own accusation), and ones it must leave alone
 ALSO: dict[str, dict[str, str]] = {
@@ -69,6 +71,7 @@ ALSO: dict[str, dict[str, str]] = {
     "helo-no-domain": {"rfc5321-4.1.1.1-helo-recipients-not-delivered": "pass"},
     "vrfy-needs-domain": {},
     "eod-pipeline-503": {"rfc5321-4.5.2-stored-unstuffed-once": "pass"},
+    "first-recipient-only": {"rfc5321-4.1.1.5-rset-new-recipient-only": "pass"},  # one recipient: its copy
 }
 # faults of tests/servers/faulty.py that the new scenarios must catch too
 FAULTY: dict[str, tuple[str, dict[str, str]]] = {
@@ -80,7 +83,9 @@ FAULTY: dict[str, tuple[str, dict[str, str]]] = {
 # on the correct stored server (tests/servers/stored.py without a fault): no SMTPUTF8 there
 CORRECT_NOT_PASS = {"rfc6531-3.2-utf8-headers-stored": "unsupported"}
 # the builtin (aiosmtpd with a Maildir): no CHUNKING
-BUILTIN_NOT_PASS = {"rfc3030-2-bdat-chunks-concatenated": "unsupported"}
+BUILTIN_NOT_PASS = {"rfc3030-2-bdat-chunks-concatenated": "unsupported",
+                    # one copy for all recipients, naming none of them when there are two
+                    "rfc5321-2.1-copy-for-each-recipient": "unsupported"}
 TIMEOUT = ("--smtp-timeout", "30")
 
 

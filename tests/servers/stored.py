@@ -22,6 +22,7 @@ thing fails (tests/integration/test_catalog_stored.py).
 | `helo-no-domain` | HELO is answered `250 Hello <client>`: the server does not name itself (§4.1.1.1) |
 | `vrfy-needs-domain` | `VRFY user` is refused `501 … must contain a domain` (§3.5.1) |
 | `eod-pipeline-503` | commands that arrived with the end-of-data dot are refused with 503 (RFC 2920 §3.1) |
+| `first-recipient-only` | of a message for several recipients only the first recipient's copy is stored (§2.1) |
 
 In-process::
 
@@ -61,6 +62,7 @@ STORED_FAULTS: dict[str, str] = {
     "helo-no-domain": "HELO answered '250 Hello <client>' (no server name)",
     "vrfy-needs-domain": "VRFY of a bare local part refused with 501",
     "eod-pipeline-503": "commands pipelined after the end-of-data dot refused with 503",
+    "first-recipient-only": "only the first recipient's copy of a message is stored",
 }
 SIZE = 100_000  # the advertised and enforced limit, in RFC 1870 octets (CRLF pairs counted, stuffing not)
 TRUNCATE_AT = 200
@@ -184,7 +186,7 @@ class StoredSession(faulty._Session):
         """One copy per recipient, as a delivery agent writes them: Delivered-To names the copy's recipient."""
         everyone = self.rcpts
         try:
-            for n, rcpt in enumerate(everyone, 1):
+            for n, rcpt in enumerate(everyone[:1] if self.stored_fault == "first-recipient-only" else everyone, 1):
                 self.rcpts = [rcpt]  # faulty.py's Received field then says "for <rcpt>"
                 super()._store(f"{queue_id}{n}", f"Delivered-To: {rcpt}\r\n".encode() + data)  # unique file names
         finally:
