@@ -3,7 +3,8 @@
 Built on the correct session of tests/servers/faulty.py (same replies, same Maildir format: `Return-Path:`
 and `Received:`, then the data as received after dot-unstuffing — here one copy per recipient, each with a
 `Delivered-To:` field naming it, so `delivered: rcpt:` can tell the copies apart), with three differences that the
-stored-form scenarios need: CHUNKING (RFC 3030 BDAT) is advertised and implemented, the SIZE limit is small
+stored-form scenarios need: CHUNKING (RFC 3030 BDAT) and SMTPUTF8 (a UTF-8 reverse-path with the SMTPUTF8
+parameter) are advertised and implemented, the SIZE limit is small
 (`SIZE 100000`, so a message of exactly the limit is cheap to send), and the faults below. Without a fault
 the server is correct, and every stored-form scenario passes on it; with one, the scenario about that one
 thing fails (tests/integration/test_catalog_stored.py).
@@ -23,6 +24,7 @@ thing fails (tests/integration/test_catalog_stored.py).
 | `vrfy-needs-domain` | `VRFY user` is refused `501 … must contain a domain` (§3.5.1) |
 | `eod-pipeline-503` | commands that arrived with the end-of-data dot are refused with 503 (RFC 2920 §3.1) |
 | `first-recipient-only` | of a message for several recipients only the first recipient's copy is stored (§2.1) |
+| `utf8-headers-downgraded` | SMTPUTF8 offered, but non-ASCII octets of the header section stored as `?` (RFC 6531) |
 
 In-process::
 
@@ -63,6 +65,7 @@ STORED_FAULTS: dict[str, str] = {
     "vrfy-needs-domain": "VRFY of a bare local part refused with 501",
     "eod-pipeline-503": "commands pipelined after the end-of-data dot refused with 503",
     "first-recipient-only": "only the first recipient's copy of a message is stored",
+    "utf8-headers-downgraded": "non-ASCII octets of the header section stored as '?'",
 }
 SIZE = 100_000  # the advertised and enforced limit, in RFC 1870 octets (CRLF pairs counted, stuffing not)
 TRUNCATE_AT = 200
@@ -95,7 +98,7 @@ class StoredSession(faulty._Session):
         self._reset_tx()
         self.helo, self.esmtp = arg.split(" ")[0], True
         keywords = [self.cfg.hostname, "PIPELINING", f"SIZE {SIZE}", "8BITMIME", "ENHANCEDSTATUSCODES",
-                    "CHUNKING", "HELP"]
+                    "CHUNKING", "SMTPUTF8", "HELP"]
         self.send_lines([f"250{' ' if i == len(keywords) - 1 else '-'}{k}" for i, k in enumerate(keywords)])
 
     def cmd_HELO(self, arg: str) -> None:
@@ -121,6 +124,17 @@ class StoredSession(faulty._Session):
 
     def cmd_MAIL(self, arg: str) -> None:
         kept = self.rcpts
+        words = arg.split(" ")
+        if len(words) > 1 and "SMTPUTF8" in (w.upper() for w in words[1:]):  # RFC 6531: a UTF-8 path may follow
+            arg = " ".join(w for w in words if w.upper() != "SMTPUTF8")
+            path = arg[5:].lstrip(" ").split(" ")[0]
+            if arg[:5].upper() == "FROM:" and not path.isascii() and self.helo and self.mail_from is None:
+                # the line was read as latin-1: the path's UTF-8 octets are kept as they came
+                arg = arg.replace(path, "<utf8@example.net>", 1)
+                super().cmd_MAIL(arg)
+                if self.mail_from is not None:
+                    self.mail_from = path[1:-1].encode("latin-1").decode("utf-8", "replace")
+                return
         super().cmd_MAIL(arg)
         if self.stored_fault == "rset-keeps-rcpts" and self.mail_from is not None:
             self.rcpts = kept
@@ -177,6 +191,9 @@ class StoredSession(faulty._Session):
         if self.stored_fault == "trim-trailing-empty-lines":
             while data.endswith(b"\r\n\r\n"):
                 data = data[:-2]
+        if self.stored_fault == "utf8-headers-downgraded":
+            head, sep, body = data.partition(b"\r\n\r\n")
+            return re.sub(rb"[\x80-\xff]", b"?", head) + sep + body
         if self.stored_fault == "unfold-headers":
             head, sep, body = data.partition(b"\r\n\r\n")
             return re.sub(rb"\r\n[ \t]+", b" ", head) + sep + body
