@@ -544,7 +544,7 @@ class Loader:
             try:
                 re.compile(regex_with_values(pattern, {}))
             except re.error as exc:
-                ctx.problem(path + (name,), f"capture {name}: bad regular expression /{pattern}/: {exc}")
+                ctx.problem(path + (name,), f"capture {name}: bad regular expression {_short(pattern)}: {exc}")
                 return None
             captures.append((name, pattern))
         ctx.captured.update(n for n, _ in captures)  # usable from the next step on

@@ -101,20 +101,26 @@ def _parse_placeholder(body: str, captured: Collection[str] = ()) -> Var:
     if body.startswith("repeat:"):
         text, sep, count = body[len("repeat:") :].rpartition(":")
         if not sep or not text or not count.isdigit():
-            raise TemplateError(f"'{{{body}}}': write {{repeat:TEXT:COUNT}}, e.g. {{repeat:a:64}}")
+            raise TemplateError(f"'{{{_shown(body)}}}': write {{repeat:TEXT:COUNT}}, e.g. {{repeat:a:64}}")
         try:
             unit = decode_escapes(text)
         except EscapeError as exc:
             raise TemplateError(str(exc)) from None
         if len(unit) * int(count) > MAX_REPEAT_OCTETS:
-            raise TemplateError(f"'{{{body}}}' would be over {MAX_REPEAT_OCTETS} octets")
+            raise TemplateError(f"'{{{_shown(body)}}}' would be over {MAX_REPEAT_OCTETS} octets")
         return Var("repeat", (text, count))
     if body not in VARIABLES and body not in captured:
         known = ", ".join(sorted(VARIABLES))
         if captured:
             known += "; captured: " + ", ".join(sorted(captured))
-        raise TemplateError(f"unknown variable '{{{body}}}' (known: {known}, repeat:TEXT:N, base64:TEXT)")
+        raise TemplateError(f"unknown variable '{{{_shown(body)}}}' (known: {known}, repeat:TEXT:N, base64:TEXT)")
     return Var(body)
+
+
+def _shown(body: str) -> str:
+    """A placeholder's text for a one-line problem: its first line, at most 40 characters."""
+    first = body.splitlines()[0] if body.splitlines() else body
+    return first[:40] + ("…" if len(first) > 40 or "\n" in body or "\r" in body else "")
 
 
 def regex_with_values(pattern: str, values: Mapping[str, str]) -> str:

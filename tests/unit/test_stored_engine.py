@@ -172,7 +172,9 @@ def test_capture_after_a_failed_reply_keeps_the_fail(tmp_path: Path) -> None:
 
 def test_capture_problems_are_file_line(tmp_path: Path) -> None:
     found = problems(tmp_path, GREET + "  - send: EHLO x\n    expect: 250\n    capture: {size: 'SIZE (\\d+'}\n")
-    assert found and found[0].startswith("12: capture size: bad regular expression")
+    assert found and found[0].startswith("12: capture size: bad regular expression 'SIZE (\\\\d+'")
+    found = problems(tmp_path, GREET + "  - send: \"NOOP {a\\nb}\"\n")
+    assert found and found[0].startswith("10: send: unknown variable '{a…}'") and "\n" not in found[0]
     found = problems(tmp_path, GREET + "  - send: EHLO x\n    expect: 250\n    capture: {rcpt: 'x'}\n")
     assert found and found[0].startswith("12: capture name 'rcpt' would hide")
     found = problems(tmp_path, GREET + "  - send: EHLO x\n    capture: {size: 'x'}\n")
