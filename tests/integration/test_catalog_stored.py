@@ -54,6 +54,7 @@ DECISIVE: dict[str, tuple[str, str, str]] = {
     "eod-pipeline-503": ("rfc2920-3.1-commands-after-end-of-data", "send: RSET", "fail"),  # first after the dot
     "first-recipient-only": ("rfc5321-2.1-copy-for-each-recipient", "delivered", "fail"),
     "utf8-headers-downgraded": ("rfc6531-3.2-utf8-headers-stored", "delivered", "fail"),
+    "drop-many-rcpts": ("rfc5321-4.5.3.1.8-100-recipients-delivered", "delivered", "fail"),
 }
 # other scenarios a fault also breaks (each its own accusation), and ones it must leave alone
 ALSO: dict[str, dict[str, str]] = {
@@ -74,6 +75,7 @@ ALSO: dict[str, dict[str, str]] = {
     "eod-pipeline-503": {"rfc5321-4.5.2-stored-unstuffed-once": "pass"},
     "first-recipient-only": {"rfc5321-4.1.1.5-rset-new-recipient-only": "pass"},  # one recipient: its copy
     "utf8-headers-downgraded": {"rfc5321-4.5.2-stored-header-and-body-as-sent": "pass"},  # ASCII headers kept
+    "drop-many-rcpts": {"rfc5321-2.1-copy-for-each-recipient": "pass"},  # two recipients are stored
 }
 # faults of tests/servers/faulty.py that the new scenarios must catch too
 FAULTY: dict[str, tuple[str, dict[str, str]]] = {

@@ -24,6 +24,7 @@ thing fails (tests/integration/test_catalog_stored.py).
 | `vrfy-needs-domain` | `VRFY user` is refused `501 … must contain a domain` (§3.5.1) |
 | `eod-pipeline-503` | commands that arrived with the end-of-data dot are refused with 503 (RFC 2920 §3.1) |
 | `first-recipient-only` | of a message for several recipients only the first recipient's copy is stored (§2.1) |
+| `drop-many-rcpts` | a message for more than 50 recipients is acknowledged (250) and stored nowhere (§4.5.3.1.8) |
 | `utf8-headers-downgraded` | SMTPUTF8 offered, but non-ASCII octets of the header section stored as `?` (RFC 6531) |
 
 In-process::
@@ -66,6 +67,7 @@ STORED_FAULTS: dict[str, str] = {
     "eod-pipeline-503": "commands pipelined after the end-of-data dot refused with 503",
     "first-recipient-only": "only the first recipient's copy of a message is stored",
     "utf8-headers-downgraded": "non-ASCII octets of the header section stored as '?'",
+    "drop-many-rcpts": "a message for more than 50 recipients is acknowledged and not stored",
 }
 SIZE = 100_000  # the advertised and enforced limit, in RFC 1870 octets (CRLF pairs counted, stuffing not)
 TRUNCATE_AT = 200
@@ -202,6 +204,8 @@ class StoredSession(faulty._Session):
     def _store(self, queue_id: str, data: bytes) -> None:
         """One copy per recipient, as a delivery agent writes them: Delivered-To names the copy's recipient."""
         everyone = self.rcpts
+        if self.stored_fault == "drop-many-rcpts" and len(everyone) > 50:
+            return  # the 250 follows all the same
         try:
             for n, rcpt in enumerate(everyone[:1] if self.stored_fault == "first-recipient-only" else everyone, 1):
                 self.rcpts = [rcpt]  # faulty.py's Received field then says "for <rcpt>"
