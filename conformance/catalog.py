@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ class Coverage:
     rows: list[dict[str, Any]]  # per RFC × class: covered, total
     uncovered: list[dict[str, Any]]
     by_requirement: dict[str, list[str]]  # requirement id -> scenario ids
+    stored: dict[str, list[str]] = field(default_factory=dict)  # checked/unchecked/undeclared -> scenario ids
 
     def totals(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {c: {"covered": 0, "total": 0} for c in CLASSES}
@@ -48,7 +49,8 @@ class Coverage:
 
     def as_json(self) -> dict[str, Any]:
         return {"rows": self.rows, "totals": self.totals(),
-                "uncovered": [{k: r[k] for k in ("id", "rfc", "section", "keyword", "quote")} for r in self.uncovered]}
+                "uncovered": [{k: r[k] for k in ("id", "rfc", "section", "keyword", "quote")} for r in self.uncovered],
+                "stored": self.stored}
 
 
 def coverage(scenarios: list[Scenario], requirements: list[dict[str, Any]]) -> Coverage:
@@ -69,7 +71,21 @@ def coverage(scenarios: list[Scenario], requirements: list[dict[str, Any]]) -> C
             uncovered.append(req)
     order = sorted(counts.items(), key=lambda kv: (rfc_order(kv[0][0]), CLASSES.index(kv[0][1])))
     rows = [{"rfc": rfc, "class": cls, "covered": c, "total": t} for (rfc, cls), (c, t) in order]
-    return Coverage(rows, uncovered, dict(by_requirement))
+    return Coverage(rows, uncovered, dict(by_requirement), stored_form(scenarios))
+
+
+def stored_form(scenarios: list[Scenario]) -> dict[str, list[str]]:
+    """Scenario ids by what they say of the stored form of their messages (`stored:`); `undeclared`: those
+    that send message content without saying."""
+    from .loader import sends_content
+
+    out: dict[str, list[str]] = {"checked": [], "unchecked": [], "undeclared": []}
+    for s in sorted(scenarios, key=lambda s: s.id):
+        if s.stored in out:
+            out[s.stored].append(s.id)
+        elif sends_content(s.actions):
+            out["undeclared"].append(s.id)
+    return out
 
 
 def format_coverage(cov: Coverage) -> str:
@@ -88,6 +104,12 @@ def format_coverage(cov: Coverage) -> str:
     lines.append(f"{'all':<8}" + "".join(f"{cell:>16}" for cell in cells))
     lines.append("")
     lines.append("(server wire-testable requirement sentences covered by at least one scenario)")
+    if cov.stored:
+        lines.append("")
+        lines.append(f"stored form: checked by {len(cov.stored['checked'])} scenarios, unchecked in "
+                     f"{len(cov.stored['unchecked'])}" + (f", undeclared in {len(cov.stored['undeclared'])}"
+                                                          if cov.stored["undeclared"] else "")
+                     + " (smtp-conformance list --stored lists them)")
     if cov.uncovered:
         lines.append("")
         lines.append(f"uncovered ({len(cov.uncovered)}):")

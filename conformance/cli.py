@@ -43,13 +43,11 @@ def _given_parameters(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v}
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import pytest
-
+def run_problems(args: argparse.Namespace, catalog: Catalog) -> list[str]:
+    """Everything wrong with a `run` command line, found before anything runs or is written."""
     from .targets import TargetParams, load_targets_file, parse_target
     from .targets.base import TargetError
 
-    catalog = load_catalog(args.scenarios)
     problems = [str(p) for p in catalog.problems]
     for spec in args.target:
         try:
@@ -61,8 +59,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         problems.extend(str(p) for p in file_problems)
     _, wrong = parameter_changes(_given_parameters(args))
     problems += [f"--{key.replace('_', '-')}: {message}" for key, message in wrong]
+    if args.probe_cap:
+        from .dialogue import parse_octets
+
+        try:
+            parse_octets(args.probe_cap)
+        except ValueError as exc:
+            problems.append(f"--probe-cap: {exc}")
     if not catalog.problems:
         problems += selection_problems(catalog.scenarios, args.tag or [], args.k)
+    return problems
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    catalog = load_catalog(args.scenarios)
+    problems = run_problems(args, catalog)
     if problems:
         for line in problems:
             print(line, file=sys.stderr)
@@ -82,6 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             pytest_args.append(f"--smtp-{p.option}")
         elif value is not None and value != option_kwargs(p).get("default"):
             pytest_args += [f"--smtp-{p.option}", str(value)]
+    if args.probe_cap:
+        pytest_args += ["--smtp-probe-cap", args.probe_cap]
     pytest_args += ["--smtp-timeout", str(args.timeout), "--smtp-concurrency", str(args.concurrency)]
     if args.strict:
         pytest_args.append("--smtp-strict")
@@ -148,7 +163,7 @@ def scenario_summary(s: Scenario) -> dict[str, Any]:
             "level_from": s.level_from or None,
             "tags": list(s.tags), "requires": list(s.requires), "requirements": list(s.requirements),
             "profiles": list(s.profiles),
-            "file": s.file, "line": s.line}
+            "file": s.file, "line": s.line, "stored": s.stored}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -158,6 +173,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     scenarios = sorted_scenarios(catalog.scenarios)
     if args.tag:
         scenarios = [s for s in scenarios if set(args.tag) & set(s.tags)]
+    if args.stored:
+        scenarios = [s for s in scenarios if s.stored == args.stored]
     if args.tags:
         counts: dict[str, int] = {}
         for s in scenarios:
@@ -363,6 +380,9 @@ def _add_run_parser(sub: Any) -> None:
     for p in parameters():  # target parameters: declared once, on TargetParams
         if p.cli:
             run.add_argument(f"--{p.option}", **option_kwargs(p))
+    run.add_argument("--probe-cap", metavar="OCTETS", help="largest message a boundary scenario may send (pad_to "
+                     "a SIZE limit); above it the scenario is INFO 'limit too large to probe' (default 50M = 50000000 "
+                     "octets; 50MiB = 52428800)")
     run.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line")
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
     run.set_defaults(func=cmd_run)
@@ -373,6 +393,8 @@ def _add_catalog_parsers(sub: Any) -> None:
     lst.add_argument("--format", choices=["text", "json"], default="text")
     lst.add_argument("--tag", action="append", help="only scenarios with this tag (repeatable)")
     lst.add_argument("--tags", action="store_true", help="list the tags and how many scenarios carry each")
+    lst.add_argument("--stored", nargs="?", const="checked", choices=["checked", "unchecked"],
+                     help="only scenarios whose stored form is checked (the default) or unchecked")
     lst.add_argument("--scenarios", action="append", metavar="PATH")
     lst.set_defaults(func=cmd_list)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import ssl
 import time
@@ -22,7 +23,7 @@ from .connection import (
     observed_cause,
 )
 from .escapes import escape_bytes
-from .mailbox import Mailbox, MailboxError
+from .mailbox import Mailbox, MailboxError, Stored
 from .model import (
     Action,
     Alternative,
@@ -53,12 +54,27 @@ if TYPE_CHECKING:  # a type only: the engine never imports the targets layer
     from .targets.base import Endpoint
 
 
+PROBE_CAP = 50_000_000  # the default --probe-cap: 50 MB (a 50 MiB SIZE, Exim's and maildev's, is above it)
+_OCTETS = re.compile(r"^\s*(\d+)\s*(?:([KMG])(I)?B?)?\s*$", re.IGNORECASE)
+
+
+def parse_octets(text: str) -> int:
+    """`50000000`, `50M`/`50MB` (powers of 1000), `50MiB` (powers of 1024), `512K`, `1G` → octets; ValueError
+    otherwise."""
+    match = _OCTETS.match(str(text))
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (e.g. 50000000, 50M, 50MiB, 1G)")
+    power = " KMG".index((match.group(2) or " ").upper())
+    return int(match.group(1)) * (1024 if match.group(3) else 1000) ** power
+
+
 @dataclass
 class Settings:
     timeout: float = 10.0  # per reply
     budget: float = 120.0  # per scenario unless the scenario sets its own timeout
     deadline: float | None = None  # seconds left of the target's time limit: caps every budget
     delivery_timeout: float = 15.0  # how long stored mail may take to appear
+    probe_cap: int = PROBE_CAP  # octets: a `pad_to` above this is INFO "limit too large to probe"
     tls_context: Callable[[], ssl.SSLContext] | None = None
 
 
@@ -173,6 +189,9 @@ class Dialogue:
         self.replied_in_write = False  # a pipelined write already drew a reply: the server is reading it
         self.session_at: int | None = None  # index of the session step being played, if any
         self.accepted: set[tuple[str, int]] = set()  # steps (file, line) the server accepted at least once
+        self.writing: Source | None = None  # the write step being built (verdicts while building its bytes)
+        self.sent_messages: list[bytes] = []  # the messages sent (message: or BDAT chunks), CRLF line ends
+        self.bdat_parts: list[bytes] = []  # the BDAT chunks of the transaction in progress
 
     async def run(self) -> DialogueResult:
         started = time.monotonic()
@@ -273,6 +292,7 @@ class Dialogue:
 
     # ----- actions -----------------------------------------------------------------------------
     async def _write(self, action: Write) -> None:
+        self.writing = action.source
         data = b"".join(self._payload_bytes(p) for p in action.payloads)
         await self.conn.send(data, self.settings.timeout, action.chunk_size, action.delay)
         self.sent_any = True
@@ -295,9 +315,60 @@ class Dialogue:
         if payload.kind == "raw":
             return body
         if payload.kind == "bdat":
+            self._sent_chunk(body, payload.last)
             size = len(body) if payload.size is None else payload.size
             return f"BDAT {size}{' LAST' if payload.last else ''}\r\n".encode() + body
+        self.sent_messages.append(_header_block(body))
+        if payload.pad_to is not None:
+            return self._padded(payload, body)
         return dot_stuff(body)
+
+    def _sent_chunk(self, body: bytes, last: bool) -> None:
+        if sum(len(p) for p in self.bdat_parts) < SENT_HEAD_OCTETS:  # the header block is all sent_headers needs
+            self.bdat_parts.append(body[:SENT_HEAD_OCTETS])
+        if last:
+            self.sent_messages.append(_header_block(b"".join(self.bdat_parts)))
+            self.bdat_parts = []
+
+    def _padded(self, payload: Payload, body: bytes) -> bytes:
+        """The message grown to exactly pad_to octets; INFO above the probe cap, UNSUPPORTED when impossible."""
+        assert payload.pad_to is not None
+        octets = payload.pad_to.octets(self.values)
+        source = self.writing or Source(self.scenario.file, self.scenario.line, self.scenario.line, "")
+        if octets is None:
+            name = payload.pad_to.variable
+            self._grade(Outcome.UNSUPPORTED, f"pad_to {payload.pad_to.text}: {{{name}}} has no number "
+                        f"(value {self.values.get(name or '', '')!r})", source, None, None,
+                        expected=[f"a number in {{{name}}}"], cause="missing-parameter")
+            raise _Stop
+        if octets > self.settings.probe_cap:
+            self._grade(Outcome.INFO, f"limit too large to probe ({octets} octets > {self.settings.probe_cap}; "
+                        "raise --probe-cap to probe it)", source, None, None,
+                        expected=[f"a message of at most {self.settings.probe_cap} octets"])
+            raise _Stop
+        data = padded_message(body, octets)
+        if data is None:
+            size = len(crlf_message(body))
+            self._grade(Outcome.UNSUPPORTED, f"pad_to {payload.pad_to.text}: cannot make a message of {octets} "
+                        f"octets, the message alone is {size}", source, None, None,
+                        expected=[f"a message of {octets} octets"], cause="missing-parameter")
+            raise _Stop
+        self.transcript.event(f"message padded to {octets} octets (RFC 1870 count)")
+        return data
+
+    def _capture(self, expect: Expectation, obs: Observation) -> None:
+        """`capture:`: group 1 (or the whole match) of each regex in the reply text becomes {NAME}."""
+        text = obs.text if isinstance(obs, Reply) else ""
+        for name, pattern in expect.captures:
+            found = re.search(regex_with_values(pattern, self.values), text)
+            value = None if found is None else (found.group(1) if found.re.groups else found.group(0))
+            if value is None:
+                self._grade(Outcome.UNSUPPORTED, f"capture {name}: /{pattern}/ found nothing in {describe(obs)}",
+                            expect.source, expect, obs, expected=[f"a reply text matching /{pattern}/ ({name})"],
+                            cause="missing-parameter")
+                raise _Stop
+            self.values[name] = value
+            self.transcript.event(f"captured {name} = {value!r}")
 
     async def _expect(self, expect: Expectation, what: str | None = None) -> None:
         timeout = expect.timeout or self.settings.timeout
@@ -334,6 +405,8 @@ class Dialogue:
                     self._grade(outcome, _verdict_text(expect, obs, alt.note), expect.source, expect, obs)
                 if alt.stop or (isinstance(obs, Reply) and obs.truncated):
                     raise _Stop
+                if expect.captures:
+                    self._capture(expect, obs)
                 return
         if self._excused(expect, obs, what, timeout, policy_before):
             raise _Stop
@@ -544,9 +617,11 @@ class Dialogue:
         token = self.token.encode()
         found: list[bytes] = []
         settled = False
+        rcpt = render(check.rcpt, self.values).decode("utf-8", "replace") if check.rcpt is not None else None
         while True:
             try:
-                found = await asyncio.to_thread(self.mailbox.messages_with, token)
+                stored = await asyncio.to_thread(self.mailbox.stored_with, token)
+                found = [s.raw for s in stored] if rcpt is None else self._copies_for(rcpt, stored, check)
             except MailboxError as exc:
                 self._grade(Outcome.ERROR, f"cannot read the mailbox: {exc}", check.source, None, None,
                             expected=[self.mailbox.spec], cause=Cause.HARNESS)
@@ -560,25 +635,53 @@ class Dialogue:
             if loop.time() >= deadline:
                 break
             await asyncio.sleep(0.25)
-        self.transcript.event(f"mailbox {self.mailbox.spec}: {len(found)} stored message(s) with the token")
+        self.transcript.event(f"mailbox {self.mailbox.spec}: {len(found)} stored message(s) with the token"
+                              + (f" for {rcpt}" if rcpt is not None else ""))
         for raw in found[:3]:
             self.transcript.event("stored: " + escape_bytes(raw[:4096]) + (" …" if len(raw) > 4096 else ""))
         contains = [render(t, self.values).replace(b"\r\n", b"\n") for t in check.contains]
         lacks = [render(t, self.values).replace(b"\r\n", b"\n") for t in check.lacks]
         matches = [_regex(t, self.values) for t in check.matches]
         not_matches = [_regex(t, self.values) for t in check.not_matches]
-        expected = [f"{check.count} stored message(s) with the token"]
+        count = f"{check.count}-{check.count_max}" if check.count_max is not None else str(check.count)
+        expected = [f"{count} stored message(s) with the token" + (f" for {rcpt}" if rcpt is not None else "")]
         expected += [f"containing '{escape_bytes(t)}'" for t in contains]
         expected += [f"not containing '{escape_bytes(t)}'" for t in lacks]
         expected += [f"with header {h}" for h in check.headers]
         expected += [f"matching /{m.pattern.decode(errors='replace')}/" for m in matches]
         expected += [f"not matching /{m.pattern.decode(errors='replace')}/" for m in not_matches]
-        problem = _judge_stored(found, check.count, contains, lacks, check.headers) or _judge_patterns(
-            found, matches, not_matches)
+        body = render(check.body, self.values).replace(b"\r\n", b"\n") if check.body is not None else None
+        if body is not None:
+            expected.append(f"with the body '{escape_bytes(body[:200])}{' …' if len(body) > 200 else ''}' "
+                            "byte-exact")
+        if check.sent_headers:
+            expected.append("with the header fields sent, in order and unchanged, after the server's trace fields")
+        problem = (_judge_count(found, check.count, check.count_max)
+                   or _judge_stored(found, len(found), contains, lacks, check.headers)
+                   or _judge_patterns(found, matches, not_matches)
+                   or (_judge_body(found, body) if body is not None else None)
+                   or (_judge_sent_headers(found, self.sent_messages) if check.sent_headers else None))
         if problem:
             self._grade(self.level.miss_outcome, f"Expected: {'; '.join(expected)} / Actual: {problem}",
                         check.source, None, None, expected=expected, actual=problem, cause=Cause.NOT_DELIVERED)
             raise _Stop
+
+    def _copies_for(self, rcpt: str, stored: list[Stored], check: DeliveryCheck) -> list[bytes]:
+        """The stored copies meant for rcpt: by the store's envelope, else by the message's own trace fields.
+        A copy that says nothing of its recipients cannot be attributed: UNSUPPORTED, not a guess."""
+        wanted = bare_address(rcpt)
+        out = []
+        for copy in stored:
+            recipients = {bare_address(r) for r in copy.recipients} or stored_recipients(copy.raw)
+            if not recipients:
+                self._grade(Outcome.UNSUPPORTED, "the mailbox does not say which recipient a stored copy is for "
+                            "(no Delivered-To, X-Original-To, Envelope-to, X-RcptTo or Received 'for' field, no "
+                            "envelope from its API)", check.source, None, None,
+                            expected=[f"stored copies attributable to {rcpt}"], cause="missing-parameter")
+                raise _Stop
+            if wanted in recipients:
+                out.append(copy.raw)
+        return out
 
     def _tls_context(self) -> ssl.SSLContext:
         if self.settings.tls_context is None:
@@ -697,6 +800,116 @@ def _judge_stored(found: list[bytes], count: int, contains: list[bytes], lacks: 
     return None
 
 
+def _judge_count(found: list[bytes], count: int, count_max: int | None) -> str | None:
+    top = count if count_max is None else count_max
+    return None if count <= len(found) <= top else f"{len(found)} stored message(s) with the token"
+
+
+RECIPIENT_FIELDS = (b"delivered-to", b"x-original-to", b"envelope-to", b"x-envelope-to", b"x-rcptto")
+# `for <a@b>;` (one path, §4.4) or a list `for <a@b>, <c@d>;` as some servers write it
+RECEIVED_FOR = re.compile(rb"\bfor\s+((?:<?[^\s<>;,]+@[^\s<>;,]+>?\s*,?\s*)+)(?:;|$)", re.IGNORECASE)
+ADDRESS = re.compile(rb"[^\s<>;,]+@[^\s<>;,]+")
+
+
+def header_fields(message: bytes) -> list[bytes]:
+    """The header block's fields, each with its continuation lines, line ends as LF, exactly as stored."""
+    text = message.replace(b"\r\n", b"\n")
+    head = b"" if text.startswith(b"\n") else text.split(b"\n\n", 1)[0]
+    fields: list[bytes] = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\n" + line
+        elif line:
+            fields.append(line)
+    return fields
+
+
+def message_body(message: bytes) -> bytes:
+    """What follows the header block and its empty line (line ends as LF); empty when there is none."""
+    text = message.replace(b"\r\n", b"\n")
+    if text.startswith(b"\n"):
+        return text[1:]
+    _, sep, body = text.partition(b"\n\n")
+    return body if sep else b""
+
+
+def bare_address(text: str) -> str:
+    """`<User@Example.TEST>` → `user@example.test`: how copies are matched to recipients."""
+    return text.strip().strip("<>").strip().lower()
+
+
+def stored_recipients(message: bytes) -> set[str]:
+    """Envelope recipients a stored copy names in its own trace fields (Delivered-To, X-Original-To,
+    Envelope-to, X-RcptTo, `for <addr>` in Received)."""
+    out: set[str] = set()
+    for item in header_fields(message):
+        name, _, value = item.partition(b":")
+        name = name.strip().lower()
+        unfolded = b" ".join(value.split())
+        if name in RECIPIENT_FIELDS:
+            out.update(bare_address(a.decode("utf-8", "replace")) for a in unfolded.split(b",") if a.strip())
+        elif name == b"received":
+            found = RECEIVED_FOR.search(unfolded)
+            if found:
+                out.update(bare_address(a.decode("utf-8", "replace")) for a in ADDRESS.findall(found.group(1)))
+    return out
+
+
+def byte_diff(expected: bytes, actual: bytes, context: int = 30) -> str | None:
+    """Where two byte strings part: the first differing offset (line and column) and escaped context on either
+    side, or None when they are equal."""
+    if expected == actual:
+        return None
+    at = len(os.path.commonprefix([expected, actual]))
+    line = expected[:at].count(b"\n") + 1
+    column = at - (expected.rfind(b"\n", 0, at) + 1) + 1
+    before = escape_bytes(expected[max(0, at - context) : at])
+    lead = "…" if at > context else ""
+
+    def after(data: bytes) -> str:
+        if at >= len(data):
+            return "(end)"
+        tail = data[at : at + context]
+        return f"'{escape_bytes(tail)}'" + ("…" if len(data) > at + context else "")
+
+    return (f"first difference at offset {at} (line {line}, column {column}; expected {len(expected)} octets, "
+            f"stored {len(actual)}): after {lead}'{before}' expected {after(expected)} but stored {after(actual)}")
+
+
+def _judge_body(found: list[bytes], body: bytes) -> str | None:
+    for raw in found:
+        diff = byte_diff(body, message_body(raw))
+        if diff:
+            return f"the stored body differs: {diff}"
+    return None
+
+
+def _judge_sent_headers(found: list[bytes], sent: list[bytes]) -> str | None:
+    """Each stored copy holds the header fields of a message this dialogue sent: together, in order, unchanged."""
+    if not sent:
+        return "this dialogue sent no message whose header fields could be compared"
+    for raw in found:
+        stored = header_fields(raw)
+        problems = [_fields_problem(header_fields(message), stored) for message in sent]
+        if all(problems):
+            return problems[-1]
+    return None
+
+
+def _fields_problem(sent: list[bytes], stored: list[bytes]) -> str | None:
+    n = len(sent)
+    if not n or any(stored[i : i + n] == sent for i in range(len(stored) - n + 1)):
+        return None
+    for field_ in sent:
+        if field_ not in stored:
+            name = field_.split(b":", 1)[0].strip().lower()
+            same = [f for f in stored if f.split(b":", 1)[0].strip().lower() == name]
+            stored_as = f"; stored as '{escape_bytes(same[0][:200])}'" if same else "; no such field stored"
+            return f"the header field '{escape_bytes(field_[:200])}' the client sent is missing or changed{stored_as}"
+    return "the header fields the client sent are stored, but not together in the order sent: " + \
+        " | ".join(escape_bytes(f[:80]) for f in stored)
+
+
 def _regex(pattern: str, values: dict[str, str]) -> re.Pattern[bytes]:
     """Variables are inserted as literal text, then the pattern is compiled (multi-line mode)."""
     return re.compile(regex_with_values(pattern, values).encode("utf-8"), re.MULTILINE)
@@ -715,6 +928,43 @@ def _judge_patterns(found: list[bytes], matches: list[re.Pattern[bytes]],
                 return f"a stored message matches /{pattern.pattern.decode(errors='replace')}/: " \
                        f"'{escape_bytes(hit.group(0)[:200])}'"
     return None
+
+
+def crlf_message(body: bytes) -> bytes:
+    """The message as RFC 1870 counts it: CRLF line ends, the last line ended, no dot-stuffing, no final dot."""
+    text = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return text if not text or text.endswith(b"\r\n") else text + b"\r\n"
+
+
+SENT_HEAD_OCTETS = 256 * 1024  # of each sent message kept for sent_headers (its header block)
+
+
+def _header_block(message: bytes) -> bytes:
+    """The header block of a sent message (CRLF line ends) and its empty line, or its first octets."""
+    head = message[:SENT_HEAD_OCTETS].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    end = head.find(b"\r\n\r\n")
+    return head[: end + 4] if end >= 0 else head
+
+
+FILLER_LINE = b"x" * 78 + b"\r\n"  # 80 octets: well under the 998-octet line limit
+
+
+def padded_message(body: bytes, octets: int) -> bytes | None:
+    """The message dot-stuffed and terminated, with filler lines of x appended so that it counts exactly
+    `octets` (RFC 1870: CRLF pairs included; dot-stuffing and the final dot line not counted); None when the
+    message is already longer. Built once: stuffing applies to the author's lines only (filler needs none)."""
+    size = len(crlf_message(body))
+    missing = octets - size
+    if missing < 0 or (missing == 1 and size == 0):
+        return None
+    stuffed = dot_stuff(body)[:-3]  # without the terminating ".\r\n"
+    if missing == 1:  # no line is one octet long: the last line grows by one
+        return stuffed[:-2] + b"x\r\n.\r\n"
+    full, rest = divmod(missing, len(FILLER_LINE))
+    if rest == 1:  # one filler line one octet longer
+        return b"".join((stuffed, FILLER_LINE * (full - 1), b"x" * 79 + b"\r\n.\r\n"))
+    last = b"x" * (rest - 2) + b"\r\n" if rest else b""
+    return b"".join((stuffed, FILLER_LINE * full, last, b".\r\n"))
 
 
 def dot_stuff(body: bytes) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from .model import (
     Expectation,
     Level,
     Outcome,
+    PadTo,
     Payload,
     Read,
     RequireKeywords,
@@ -34,9 +35,9 @@ from .model import (
     TLSHandshake,
     Write,
 )
-from .problems import Problem, schema_problems
+from .problems import Problem, schema_problems, short_value
 from .quotes import QuoteChecker, level_problem
-from .templates import CREDENTIAL_VARIABLES, TemplateError, parse_template, regex_with_values
+from .templates import CREDENTIAL_VARIABLES, VARIABLES, TemplateError, parse_template, regex_with_values
 from .yamlload import Document, YamlError, load_documents
 from .yamlload import Path as DocPath
 
@@ -46,16 +47,20 @@ SHIPPED_FRAGMENTS = next((p for p in (Path(__file__).resolve().parent.parent / "
                                      Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE) if p.is_file()),
                          Path(__file__).resolve().parent / "scenarios" / FRAGMENTS_FILE)
 MAX_FILE_OCTETS = 4 * 1024 * 1024
+# Contract C5: every scenario that sends message content says whether its stored form is checked. On since the
+# whole catalog (and the test fixtures) declare it; turn it off only while a catalog is being converted.
+STORED_REQUIRED = True
+PAD_TO = re.compile(r"^(?:\{(?P<var>[a-z][a-z0-9_]*)\}(?: *(?P<sign>[-+]) *(?P<n>[0-9]+))?|(?P<plain>[0-9]+))$")
 ACTIONS = ("send", "raw", "message", "bdat", "pipeline", "tls", "wait", "silence", "close", "use", "require",
            "delivered", "enhanced_codes", "disconnect", "session", "starttls", "authenticate")
 # Which modifiers each action takes ("expect" alone is an action too: read one reply).
 MODIFIERS = {
-    "send": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
-    "raw": {"expect", "repeat", "chunks", "delay", "timeout", "note"},
-    "message": {"expect", "chunks", "delay", "timeout", "note"},
-    "bdat": {"expect", "last", "size", "chunks", "delay", "timeout", "note"},
+    "send": {"expect", "repeat", "chunks", "delay", "timeout", "note", "capture"},
+    "raw": {"expect", "repeat", "chunks", "delay", "timeout", "note", "capture"},
+    "message": {"expect", "chunks", "delay", "timeout", "note", "capture", "pad_to"},
+    "bdat": {"expect", "last", "size", "chunks", "delay", "timeout", "note", "capture"},
     "pipeline": {"chunks", "delay", "timeout", "note"},
-    "expect": {"timeout", "note"},
+    "expect": {"timeout", "note", "capture"},
     "tls": {"timeout", "note"},
     "wait": {"note"},
     "silence": {"note"},
@@ -125,6 +130,7 @@ class _Context:
     fragments: dict[str, _Fragment]
     using: tuple[str, ...] = ()
     in_session: bool = False  # compiling the steps of a second session
+    captured: set[str] = field(default_factory=set)  # `capture:` names of the steps compiled so far
 
     def problem(self, path: DocPath, message: str) -> None:
         self.problems.append(Problem(self.file, self.doc.line(path), message))
@@ -278,6 +284,8 @@ class Loader:
                     problems.append(Problem(file, src.line if src else doc.line(("steps",)),
                                             "after disconnect only wait and delivered steps make sense"))
                     break
+        self._check_sent_headers(actions, ctx)
+        self._check_stored(data, actions, ctx, steps_ok=len(problems) == before)
         variables = frozenset(
             name
             for action in _walk_writes(actions)
@@ -324,7 +332,39 @@ class Loader:
             variables=variables,
             checked_from=checked_from,
             profiles=tuple(data.get("profiles", ())),
+            stored=data.get("stored"),
         )
+
+    @staticmethod
+    def _check_stored(data: dict[str, Any], actions: list[Action], ctx: _Context, steps_ok: bool = True) -> None:
+        """`stored: checked | unchecked`: where it goes, what `checked` promises, and (once STORED_REQUIRED)
+        that every scenario sending message content declares it."""
+        stored = data.get("stored")
+        if stored is None:
+            if STORED_REQUIRED and sends_content(actions):
+                ctx.problem(("steps",), "this scenario sends message content (message:, bdat: or DATA via raw:): "
+                                        "say whether its stored form is judged, with 'stored: checked' or "
+                                        "'stored: unchecked' on the line just before steps:")
+            return
+        line, steps_line = ctx.doc.key_lines.get(("stored",), 0), ctx.doc.key_lines.get(("steps",), 0)
+        if line != steps_line - 1:
+            ctx.problem(("stored",), "stored: write it on the line just before steps:")
+        if stored == "checked" and steps_ok and not any(isinstance(a, DeliveryCheck) for a in _flatten(actions)):
+            ctx.problem(("stored",), "stored: checked needs a delivered step that reads what the server stored "
+                                     "(or say stored: unchecked)")
+
+    @staticmethod
+    def _check_sent_headers(actions: list[Action], ctx: _Context) -> None:
+        """`sent_headers: true` compares with a message this dialogue sent: one must come before it."""
+        sent = False
+        for action in _flatten(actions):
+            if isinstance(action, Write) and any(p.kind in ("message", "bdat") for p in action.payloads):
+                sent = True
+            if isinstance(action, DeliveryCheck) and action.sent_headers and not sent:
+                ctx.problems.append(Problem(action.source.file, action.source.line,
+                                            "sent_headers: no message: or bdat: step comes before this delivered "
+                                            "step, so there are no sent header fields to compare"))
+                return
 
     def _schema_problems(self, validator: jsonschema.Draft202012Validator, doc: Document,
                          file: str) -> list[Problem]:
@@ -385,6 +425,8 @@ class Loader:
             return self._pipeline(step, path, ctx, timeout, source)
         if action == "expect":
             expect = self._expectation(step["expect"], path + ("expect",), ctx, timeout, None, source)
+            if expect is not None and "capture" in step:
+                expect = self._with_captures(expect, step["capture"], path + ("capture",), ctx)
             return [Read(expect)] if expect else []
         if action == "tls":
             return [TLSHandshake(source)]
@@ -410,7 +452,8 @@ class Loader:
             if ctx.in_session:
                 ctx.problem(path + ("session",), "a second session cannot open another one")
                 return []
-            inner = _Context(ctx.file, ctx.doc, ctx.lines, ctx.problems, ctx.fragments, ctx.using, True)
+            inner = _Context(ctx.file, ctx.doc, ctx.lines, ctx.problems, ctx.fragments, ctx.using, True,
+                             captured=ctx.captured)
             return [SecondSession(tuple(self._steps(step["session"], path + ("session",), inner)), source)]
         if action == "delivered":
             return self._delivery(step["delivered"], path + ("delivered",), ctx, source)
@@ -428,6 +471,9 @@ class Loader:
                 return []
             if kinds[0] != "bdat" and ("last" in item or "size" in item):
                 ctx.problem(item_path, "'last' and 'size' go with bdat only")
+                return []
+            if kinds[0] != "message" and "pad_to" in item:
+                ctx.problem(item_path + ("pad_to",), "'pad_to' goes with message only")
                 return []
             for n in range(1, item.get("repeat", 1) + 1):
                 payload, expect = self._item(item, item_path, ctx, timeout, n if "repeat" in item else 0)
@@ -449,7 +495,7 @@ class Loader:
             ctx.problem(path + ("use",), f"fragment '{name}' uses itself: {' → '.join(ctx.using + (name,))}")
             return []
         inner = _Context(fragment.file, fragment.doc, fragment.lines, ctx.problems, ctx.fragments,
-                         ctx.using + (name,), ctx.in_session)
+                         ctx.using + (name,), ctx.in_session, captured=ctx.captured)
         before = len(ctx.problems)
         actions = self._steps(fragment.steps, fragment.path, inner)
         if len(ctx.problems) > before:
@@ -462,7 +508,7 @@ class Loader:
             out = []
             for i, text in enumerate(spec.get(key, [])):
                 try:
-                    out.append(parse_template(text))
+                    out.append(parse_template(text, ctx.captured))
                 except TemplateError as exc:
                     ctx.problem(path + (key, i), f"{key}: {exc}")
                     return []
@@ -476,15 +522,39 @@ class Loader:
                     ctx.problem(path + (key, i), f"{key}: bad regular expression /{text}/: {exc}")
                     return []
             patterns[key] = tuple(spec.get(key, []))
-        return [DeliveryCheck(source, spec.get("count", 1), texts["contains"], texts["lacks"],
-                              tuple(spec.get("headers", ())), spec.get("timeout"), patterns["matches"],
-                              patterns["not_matches"])]
+        check = DeliveryCheck(source, spec.get("count", 1) if isinstance(spec.get("count", 1), int) else 0,
+                              texts["contains"], texts["lacks"], tuple(spec.get("headers", ())),
+                              spec.get("timeout"), patterns["matches"], patterns["not_matches"])
+        stored = self._stored_form(spec, path, ctx, check)
+        return [stored] if stored is not None else []
+
+    def _stored_form(self, spec: dict[str, Any], path: DocPath, ctx: _Context,
+                     check: DeliveryCheck) -> DeliveryCheck | None:
+        """The stored-form keys of a delivered step: count as a range, body, sent_headers, rcpt."""
+        changes: dict[str, Any] = {}
+        if isinstance(spec.get("count"), str):
+            low, _, high = spec["count"].partition("-")
+            if int(low) > int(high) or int(high) > 100:
+                ctx.problem(path + ("count",), f"count: '{spec['count']}' is not a range LOW-HIGH with "
+                                               "LOW <= HIGH <= 100")
+                return None
+            changes.update(count=int(low), count_max=int(high))
+        for key in ("body", "rcpt"):
+            if key in spec:
+                try:
+                    changes[key] = parse_template(spec[key], ctx.captured)
+                except TemplateError as exc:
+                    ctx.problem(path + (key,), f"{key}: {exc}")
+                    return None
+        if spec.get("sent_headers"):
+            changes["sent_headers"] = True
+        return replace(check, **changes) if changes else check
 
     def _item(self, item: dict[str, Any], path: DocPath, ctx: _Context, timeout: float | None,
               index: int) -> tuple[Payload | None, Expectation | None]:
         kind = next(k for k in ("send", "raw", "message", "bdat") if k in item)
         try:
-            template = parse_template(item[kind])
+            template = parse_template(item[kind], ctx.captured)
         except TemplateError as exc:
             ctx.problem(path + (kind,), f"{kind}: {exc}")
             return None, None
@@ -492,16 +562,61 @@ class Loader:
             ctx.problem(path + (kind,), "{i} is only defined in a step with repeat")
             return None, None
         kind_name = {"send": "line", "raw": "raw", "message": "message", "bdat": "bdat"}[kind]
-        payload = Payload(template, kind_name, index, bool(item.get("last", False)), item.get("size"))
+        pad_to = None
+        if "pad_to" in item:
+            pad_to = self._pad_to(item["pad_to"], path + ("pad_to",), ctx)
+            if pad_to is None:
+                return None, None
+        payload = Payload(template, kind_name, index, bool(item.get("last", False)), item.get("size"), pad_to)
+        if "capture" in item and "expect" not in item:
+            ctx.problem(path + ("capture",), "capture reads this step's reply: it needs an expect in the same step")
+            return None, None
         expect = None
         if "expect" in item:
             words = item[kind].split() if kind == "send" else []
             verb = words[0].upper() if words else None
             expect = self._expectation(item["expect"], path + ("expect",), ctx, timeout, verb,
                                        ctx.source(path))
+            if expect is not None and "capture" in item:
+                expect = self._with_captures(expect, item["capture"], path + ("capture",), ctx)
             if expect is None:
                 return None, None
         return payload, expect
+
+    def _with_captures(self, expect: Expectation, spec: dict[str, Any], path: DocPath,
+                       ctx: _Context) -> Expectation | None:
+        """`capture: {NAME: REGEX}`: checked here, so that a bad regex or name is a `file:line` problem."""
+        captures: list[tuple[str, str]] = []
+        for name, pattern in spec.items():
+            if name in VARIABLES or name in ("repeat", "base64"):
+                ctx.problem(path + (name,), f"capture name '{name}' would hide the variable {{{name}}}; "
+                                            "choose another name")
+                return None
+            try:
+                re.compile(regex_with_values(pattern, {}))
+            except re.error as exc:
+                ctx.problem(path + (name,), f"capture {name}: bad regular expression {short_value(pattern)}: {exc}")
+                return None
+            captures.append((name, pattern))
+        ctx.captured.update(n for n, _ in captures)  # usable from the next step on
+        return replace(expect, captures=tuple(captures))
+
+    def _pad_to(self, value: Any, path: DocPath, ctx: _Context) -> PadTo | None:
+        """`pad_to: N`, `{var}`, `{var}+N` or `{var}-N` (the schema has checked the shape)."""
+        text = str(value).strip()
+        match = PAD_TO.match(text)
+        if match is None:
+            ctx.problem(path, f"pad_to: {text!r} is not N, {{var}}, {{var}}+N or {{var}}-N")
+            return None
+        name, sign, number = match.group("var"), match.group("sign"), match.group("n")
+        if name is None:
+            return PadTo(None, int(match.group("plain")), text)
+        if name not in ctx.captured and name not in VARIABLES:
+            known = ", ".join(sorted(ctx.captured)) or "none yet"
+            ctx.problem(path, f"pad_to: {{{name}}} is not captured by an earlier step (captured: {known})")
+            return None
+        offset = int(number) if number else 0
+        return PadTo(name, -offset if sign == "-" else offset, text)
 
     def _expectation(self, value: Any, path: DocPath, ctx: _Context, timeout: float | None,
                      command: str | None, source: Source) -> Expectation | None:
@@ -553,6 +668,27 @@ def _flatten(actions: list[Action] | tuple[Action, ...]) -> list[Action]:
     for action in actions:
         out.extend(_flatten(action.actions) if isinstance(action, SecondSession) else [action])
     return out
+
+
+RAW_DATA = re.compile(rb"(?:^|\n)DATA\r?\n", re.IGNORECASE)
+
+
+def sends_content(actions: list[Action] | tuple[Action, ...]) -> bool:
+    """Whether the dialogue sends message content: a message: or bdat: item, or DATA followed by raw: bytes
+    (a DATA line inside a raw: text, or a send: DATA step and then raw: text)."""
+    data_sent = False
+    for write in _walk_writes(list(actions)):
+        for payload in write.payloads:
+            literal = b"".join(p for p in payload.template.parts if isinstance(p, bytes))
+            if payload.kind in ("message", "bdat"):
+                return True
+            if payload.kind == "raw" and (data_sent or RAW_DATA.search(literal)):
+                return True
+            if payload.kind == "line" and literal.strip().upper() == b"DATA":
+                data_sent = True
+            elif payload.kind == "line" and data_sent and literal == b".":
+                return True  # message lines sent one by one with send:
+    return False
 
 
 def _walk_writes(actions: list[Action]) -> list[Write]:

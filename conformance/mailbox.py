@@ -13,16 +13,27 @@ import poplib
 import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_MESSAGES = 2000
 MAX_OCTETS = 16 * 1024 * 1024
+# an API listing (MailHog and maildev put every message's content in it, a SIZE probe's 50 MB included)
+LISTING_OCTETS = 256 * 1024 * 1024
 HTTP_TIMEOUT = 10.0
 
 
 class MailboxError(Exception):
     """The store could not be read (the harness's problem, not the server's)."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored message as the store keeps it, and the envelope recipients the store itself reports for it
+    (an API's envelope; empty when the store only has the message: then its header fields tell)."""
+
+    raw: bytes
+    recipients: tuple[str, ...] = ()
 
 
 class Mailbox(ABC):
@@ -31,6 +42,10 @@ class Mailbox(ABC):
     @abstractmethod
     def messages_with(self, token: bytes) -> list[bytes]:
         """Raw stored messages that contain token (blocking; called in a worker thread)."""
+
+    def stored_with(self, token: bytes) -> list[Stored]:
+        """Like messages_with, with the envelope recipients where the store reports them (API kinds)."""
+        return [Stored(raw) for raw in self.messages_with(token)]
 
 
 def _keep(raw: bytes, token: bytes) -> bool:
@@ -58,11 +73,17 @@ class MaildirMailbox(Mailbox):
         return found
 
 
-def _http_json(url: str) -> object:
+def _http_json(url: str, limit: int = MAX_OCTETS) -> object:
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310 - loopback URLs from config
-            return json.loads(resp.read(MAX_OCTETS))
-    except (OSError, ValueError) as exc:
+            data = resp.read(limit + 1)
+    except OSError as exc:
+        raise MailboxError(f"cannot read {url}: {exc}") from None
+    if len(data) > limit:
+        raise MailboxError(f"cannot read {url}: larger than {limit} octets")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
         raise MailboxError(f"cannot read {url}: {exc}") from None
 
 
@@ -76,52 +97,131 @@ def _http_bytes(url: str) -> bytes:
 
 @dataclass
 class MailhogMailbox(Mailbox):
+    """MailHog keeps a parsed message: `Content.Headers` (a map, with the Received, Return-Path and Message-ID
+    fields MailHog adds) and `Content.Body`; `Raw.Data` is the DATA as sent, without them. The stored form is
+    rebuilt from Content: trace fields first (newest Received on top), then the fields in the order the
+    client sent them (the map forgot it), then the fields MailHog added besides; each value as MailHog keeps it
+    (continuation lines joined, one value per name)."""
+
     url: str
     spec: str = ""
 
     def messages_with(self, token: bytes) -> list[bytes]:
-        data = _http_json(self.url.rstrip("/") + f"/api/v2/messages?limit={MAX_MESSAGES}")
+        return [s.raw for s in self.stored_with(token)]
+
+    def stored_with(self, token: bytes) -> list[Stored]:
+        data = _http_json(self.url.rstrip("/") + f"/api/v2/messages?limit={MAX_MESSAGES}", LISTING_OCTETS)
         items = data.get("items", []) if isinstance(data, dict) else []
         out = []
         for item in items[:MAX_MESSAGES]:
-            raw = str(((item or {}).get("Raw") or {}).get("Data", "")).encode("utf-8", "surrogateescape")
-            if _keep(raw, token):
-                out.append(raw)
+            stored = mailhog_stored(item if isinstance(item, dict) else {})
+            if _keep(stored.raw, token):
+                out.append(stored)
         return out
+
+
+def _text(value: object) -> bytes:
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+def mailhog_stored(item: dict[str, object]) -> Stored:
+    """One item of MailHog's /api/v2/messages as the message MailHog stored (see MailhogMailbox)."""
+    raw = item.get("Raw") if isinstance(item.get("Raw"), dict) else {}
+    content = item.get("Content") if isinstance(item.get("Content"), dict) else {}
+    assert isinstance(raw, dict) and isinstance(content, dict)
+    recipients = tuple(str(r) for r in raw.get("To") or [] if r)
+    if not recipients and isinstance(item.get("To"), list):
+        recipients = tuple(f"{p.get('Mailbox', '')}@{p.get('Domain', '')}" for p in item["To"] if isinstance(p, dict))
+    headers = content.get("Headers")
+    if not isinstance(headers, dict) or not headers:
+        return Stored(_text(raw.get("Data", "")), recipients)
+    sent_head = str(raw.get("Data", "")).replace("\r\n", "\n").split("\n\n", 1)[0]
+    sent_order: list[str] = []
+    for line in sent_head.split("\n"):
+        name = line.split(":", 1)[0].strip().lower()
+        if line[:1] not in (" ", "\t") and ":" in line and name not in sent_order:
+            sent_order.append(name)
+
+    def rank(name: str) -> tuple[int, int, str]:
+        lower = name.lower()
+        if lower in ("return-path", "received"):
+            return (0, 0 if lower == "return-path" else 1, lower)
+        return (1, sent_order.index(lower), lower) if lower in sent_order else (2, 0, lower)
+
+    lines: list[str] = []
+    for name in sorted(headers, key=rank):
+        values = headers[name] if isinstance(headers[name], list) else [headers[name]]
+        if name.lower() == "received":
+            values = list(reversed(values))  # MailHog appends its own; the newest trace field goes on top
+        lines.extend(f"{name}: {value}" for value in values)
+    body = str(content.get("Body", ""))
+    return Stored(_text("\r\n".join(lines) + "\r\n\r\n" + body), recipients)
 
 
 @dataclass
 class MailpitMailbox(Mailbox):
+    """Mailpit stores the message as received, with the Return-Path, Message-ID and Bcc (envelope recipients
+    missing from the header) fields it sets; `/api/v1/message/ID/raw` serves exactly that."""
+
     url: str
     spec: str = ""
+    _seen: dict[str, bytes] = field(default_factory=dict, repr=False)  # stored messages never change
 
     def messages_with(self, token: bytes) -> list[bytes]:
+        return [s.raw for s in self.stored_with(token)]
+
+    def stored_with(self, token: bytes) -> list[Stored]:
         base = self.url.rstrip("/")
-        data = _http_json(f"{base}/api/v1/messages?limit={MAX_MESSAGES}")
+        data = _http_json(f"{base}/api/v1/messages?limit={MAX_MESSAGES}", LISTING_OCTETS)
         out = []
-        for item in (data.get("messages", []) if isinstance(data, dict) else [])[:MAX_MESSAGES]:
-            raw = _http_bytes(f"{base}/api/v1/message/{urllib.parse.quote(str(item.get('ID', '')))}/raw")
+        items = [i for i in (data.get("messages", []) if isinstance(data, dict) else []) if isinstance(i, dict)]
+        for item in items[:MAX_MESSAGES]:
+            key = str(item.get("ID", ""))
+            raw = self._seen.get(key)
+            if raw is None:
+                raw = _http_bytes(f"{base}/api/v1/message/{urllib.parse.quote(key)}/raw")
+                self._seen[key] = raw
             if _keep(raw, token):
-                out.append(raw)
+                recipients = tuple(str(a.get("Address", "")) for kind in ("To", "Cc", "Bcc")
+                                   for a in item.get(kind) or [] if isinstance(a, dict))
+                out.append(Stored(raw, recipients))
+        if len(self._seen) > 2 * MAX_MESSAGES:
+            self._seen.clear()
         return out
 
 
 @dataclass
 class MaildevMailbox(Mailbox):
+    """maildev keeps the message exactly as received (its .eml file: `/api/email/ID/source`, checked against
+    maildev 3) and the envelope in `/api/email`."""
+
     url: str
     spec: str = ""
+    _seen: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def messages_with(self, token: bytes) -> list[bytes]:
+        return [s.raw for s in self.stored_with(token)]
+
+    def stored_with(self, token: bytes) -> list[Stored]:
         # maildev 2+ serves its REST API under /api (maildev:http://127.0.0.1:1080 or …:1080/api both work)
         base = self.url.rstrip("/")
         if not base.endswith("/api"):
             base += "/api"
-        data = _http_json(f"{base}/email")
+        data = _http_json(f"{base}/email", LISTING_OCTETS)
         out = []
-        for item in (data if isinstance(data, list) else [])[-MAX_MESSAGES:]:
-            raw = _http_bytes(f"{base}/email/{urllib.parse.quote(str(item.get('id', '')))}/source")
+        for item in [i for i in (data if isinstance(data, list) else []) if isinstance(i, dict)][-MAX_MESSAGES:]:
+            key = str(item.get("id", ""))
+            raw = self._seen.get(key)
+            if raw is None:
+                raw = _http_bytes(f"{base}/email/{urllib.parse.quote(key)}/source")
+                self._seen[key] = raw
             if _keep(raw, token):
-                out.append(raw)
+                envelope = item.get("envelope") if isinstance(item.get("envelope"), dict) else {}
+                to = envelope.get("to") if isinstance(envelope, dict) else None
+                recipients = tuple(str(a.get("address", "")) for a in to or [] if isinstance(a, dict))
+                out.append(Stored(raw, recipients))
+        if len(self._seen) > 2 * MAX_MESSAGES:
+            self._seen.clear()
         return out
 
 

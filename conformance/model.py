@@ -173,6 +173,7 @@ class Expectation:
     source: Source
     timeout: float | None = None
     command: str | None = None  # verb of the command this answers (EHLO replies record keywords)
+    captures: tuple[tuple[str, str], ...] = ()  # (name, regex): group 1 (or the match) of the reply text → {name}
 
     @property
     def captures_ehlo(self) -> bool:
@@ -189,6 +190,23 @@ class Payload:
     index: int = 0  # the value of {i} within a repeat
     last: bool = False  # bdat: the LAST chunk
     size: int | None = None  # bdat: declare this size instead of the real one (to test mismatches)
+    pad_to: PadTo | None = None  # message: filler body lines up to exactly this many octets (RFC 1870 count)
+
+
+@dataclass(frozen=True)
+class PadTo:
+    """`pad_to: {size}+1`: a variable's value (or 0 without one) plus an offset, in octets."""
+
+    variable: str | None
+    offset: int = 0
+    text: str = ""  # as written, for messages
+
+    def octets(self, values: dict[str, str]) -> int | None:
+        """The size asked for, or None when the variable has no integer value."""
+        if self.variable is None:
+            return self.offset
+        value = values.get(self.variable, "").strip()
+        return int(value) + self.offset if value.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -268,6 +286,10 @@ class DeliveryCheck:
     timeout: float | None = None
     matches: tuple[str, ...] = ()  # regular expressions each stored message must match (LF line ends)
     not_matches: tuple[str, ...] = ()  # (a {variable} in them is replaced by its escaped value)
+    count_max: int | None = None  # count given as a range "1-2": at most this many (None: exactly count)
+    body: Template | None = None  # the stored body after the header block, byte-exact (line ends as LF)
+    sent_headers: bool = False  # the client's header fields follow the server's trace fields, unchanged
+    rcpt: Template | None = None  # judge only the copies stored for this recipient
 
 
 @dataclass(frozen=True)
@@ -304,6 +326,7 @@ class Scenario:
     # index into `actions` of the first action of the checked step (C2): the actions before it are setup
     checked_from: int = 0
     profiles: tuple[str, ...] = ()  # server profiles the scenario applies to (C3); empty = every profile
+    stored: str | None = None  # "checked" / "unchecked": whether the stored form of its messages is judged
 
 
 # Server profiles (C3): what kind of server a target is; unset judges only what holds for every profile.

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from .baseline import Baseline, baseline_yaml, compare, load_baseline
-from .dialogue import Settings
+from .dialogue import PROBE_CAP, Settings, parse_octets
 from .failure import Failure
 from .loader import Loader, is_scenario_file, load_requirement_ids
 from .model import Cause, Outcome, Scenario
 from .problems import Problem
-from .results import build_document, fails_run, write_json
+from .results import build_document, fails_run, missing_parameter_lines, write_json
 from .runner import Runner
 from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target
 from .targets.base import option_kwargs, parameter_changes, parameters
@@ -68,6 +68,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smtp-baseline", metavar="PATH",
                     help="expected deviations of the --smtp-target servers: baselined results do not fail the run; "
                          "new and fixed deviations are reported")
+    group.addoption("--smtp-probe-cap", type=parse_octets, default=PROBE_CAP, metavar="OCTETS",
+                    help="scenarios that would send a message larger than this (pad_to: a server's SIZE limit) are "
+                         "INFO 'limit too large to probe' (default 50M = 50000000; K, M, G: powers of 1000, "
+                         "KiB, MiB, GiB: of 1024)")
     group.addoption("--smtp-update-baseline", action="store_true",
                     help="rewrite each target's baseline file from this run (keeps existing reasons)")
     group.addoption("--smtp-github", action="store_true",
@@ -173,7 +177,7 @@ class SmtpSession:
     def get_runner(self) -> Runner:
         if self.runner is None:
             opt = self.config.getoption
-            settings = Settings(timeout=opt("smtp_timeout"))
+            settings = Settings(timeout=opt("smtp_timeout"), probe_cap=opt("smtp_probe_cap"))
             self.runner = Runner(self.targets, settings, opt("smtp_concurrency"))
         return self.runner
 
@@ -354,6 +358,8 @@ class SmtpSession:
             added = ", ".join(f"{profile}: {n}" for profile, n in sorted(counts.items()))
             tr.write_line(f"{label}: no profile declared; a profile would add scenarios ({added}): "
                           "declare it with --profile (CLI), --smtp-profile or `profile:` in the targets file")
+        for line in missing_parameter_lines(self.results):
+            tr.write_line(line)
         for path in self.written:
             tr.write_line(f"written: {path}")
         if github_enabled(self.config.getoption("smtp_github")):

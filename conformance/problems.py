@@ -67,7 +67,7 @@ def _describe_error(error: ValidationError, defs: dict[str, Any] | None = None) 
     where = _where(error)
     prefix = f"{where}: " if where else ""
     if error.validator == "anyOf" and _is_reply_pattern_schema(error, defs):
-        return (f"{prefix}{_short(error.instance)} is not a reply code (200-599, or a wildcard such as \"2xx\") "
+        return (f"{prefix}{short_value(error.instance)} is not a reply code (200-599, or a wildcard such as \"2xx\") "
                 "nor an alternative mapping (code/enhanced/text/close/silence/outcome/note/stop)")
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
@@ -82,12 +82,12 @@ def _describe_error(error: ValidationError, defs: dict[str, Any] | None = None) 
     if error.validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"{prefix}expected {expected}, got {type(error.instance).__name__} {_short(error.instance)}"
+        return f"{prefix}expected {expected}, got {type(error.instance).__name__} {short_value(error.instance)}"
     if error.validator == "pattern":
-        return f"{prefix}{_short(error.instance)} does not match the pattern {error.validator_value}"
+        return f"{prefix}{short_value(error.instance)} does not match the pattern {error.validator_value}"
     return prefix + error.message.replace("\n", " ")[:200]
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -45,6 +45,7 @@ class Result:
     message: str = ""
     cause: str | None = None  # a conformance.model.Cause value, or None when nothing went wrong
     profile_skip: str | None = None  # why the scenario was skipped for the target's profile
+    missing: list[str] = field(default_factory=list)  # UNSUPPORTED for want of these target parameters
     branch: str | None = None
     step: dict[str, Any] | None = None
     codes: list[int | None] = field(default_factory=list)
@@ -55,13 +56,15 @@ class Result:
 
     @classmethod
     def of(cls, scenario: Scenario, target: str, outcome: Outcome, message: str,
-           dialogue: DialogueResult | None = None, cause: str | None = None) -> Result:
+           dialogue: DialogueResult | None = None, cause: str | None = None,
+           missing: list[str] | None = None) -> Result:
         result = cls(
             id=scenario.id, title=scenario.title, target=target, outcome=outcome.value,
             level=scenario.level.value, rfc=scenario.rfc, section=scenario.section, quote=scenario.quote,
             requirements=list(scenario.requirements), profiles=list(scenario.profiles), tags=list(scenario.tags),
             requires=list(scenario.requires), needs=list(scenario.needs), file=scenario.file,
             line=scenario.line, message=message, cause=None if cause is None else str(cause),
+            missing=list(missing or []),
         )
         if dialogue is not None:
             result.duration_s = dialogue.duration_s
@@ -80,9 +83,36 @@ class Result:
 
 
 def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str,
-                 dialogue: DialogueResult | None = None, cause: str | None = None) -> dict[str, Any]:
+                 dialogue: DialogueResult | None = None, cause: str | None = None,
+                 missing: list[str] | None = None) -> dict[str, Any]:
     """A results entry in its JSON form (what the runner hands the pytest plugin)."""
-    return Result.of(scenario, target, outcome, message, dialogue, cause).as_json()
+    return Result.of(scenario, target, outcome, message, dialogue, cause, missing).as_json()
+
+
+# What to add when scenarios were UNSUPPORTED only for want of a target parameter
+PARAMETER_OPTIONS = {
+    "mailbox": ("no mailbox was given", "--mailbox KIND:WHERE (maildir:PATH, mailhog:URL, mailpit:URL, maildev:URL, "
+                "pop3://USER:PASS@HOST:PORT, imap://USER:PASS@HOST:PORT/INBOX; pytest: --smtp-mailbox)"),
+    "credentials": ("no credentials were given", "--auth USER:PASSWORD (pytest: --smtp-auth)"),
+}
+
+
+def missing_parameter_hints(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per target and parameter: how many scenarios were UNSUPPORTED only because that parameter was not
+    given, and the option that gives it (for the terminal summary and the report)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for r in results:
+        missing = r.get("missing") or []
+        if r.get("outcome") == "unsupported" and len(missing) == 1 and missing[0] in PARAMETER_OPTIONS:
+            counts[(str(r.get("target", "")), missing[0])] += 1
+    return [{"target": target, "parameter": name, "count": n, "reason": PARAMETER_OPTIONS[name][0],
+             "option": PARAMETER_OPTIONS[name][1]} for (target, name), n in counts.items()]
+
+
+def missing_parameter_lines(results: list[dict[str, Any]]) -> list[str]:
+    return [f"{h['target']}: {h['count']} scenario{'s' if h['count'] != 1 else ''} UNSUPPORTED only because "
+            f"{h['reason']}; to run {'them' if h['count'] != 1 else 'it'}, add {h['option']}"
+            for h in missing_parameter_hints(results)]
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -153,7 +153,7 @@ class Runner:
         if lacking:
             return result_entry(scenario, label, Outcome.UNSUPPORTED,
                                 f"needs target parameter{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}",
-                                cause=Cause.MISSING_PARAMETER)
+                                cause=Cause.MISSING_PARAMETER, missing=lacking)
         assert state.endpoint is not None
         limit = state.target.params.time_limit
         if self._slots is None:

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from .escapes import EscapeError, decode_escapes
 from .model import Template, TemplatePart, Var
@@ -30,14 +30,17 @@ VARIABLES = {
 CREDENTIAL_VARIABLES = frozenset({"user", "password", "auth_plain", "auth_login_user", "auth_login_password",
                                   "cram_md5"})
 MAX_REPEAT_OCTETS = 64 * 1024 * 1024
+# a `capture:` name: lower-case, so it can never be read as a regex quantifier such as {4} or {2,3}
+CAPTURE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 class TemplateError(ValueError):
     pass
 
 
-def parse_template(text: str) -> Template:
-    """Split text into literal bytes and placeholders; `{{` and `}}` are literal braces."""
+def parse_template(text: str, captured: Collection[str] = ()) -> Template:
+    """Split text into literal bytes and placeholders; `{{` and `}}` are literal braces. `captured`: names an
+    earlier step's `capture:` defines, usable like the target's variables."""
     parts: list[TemplatePart] = []
     literal: list[str] = []
     i = 0
@@ -61,14 +64,14 @@ def parse_template(text: str) -> Template:
         elif ch == "{" and text.startswith("{base64:", i):
             end = _matching_brace(text, i)
             flush()
-            parts.append(Var("base64", inner=parse_template(text[i + len("{base64:") : end])))
+            parts.append(Var("base64", inner=parse_template(text[i + len("{base64:") : end], captured)))
             i = end + 1
         elif ch == "{":
             end = text.find("}", i)
             if end < 0:
                 raise TemplateError("unclosed '{' (write {{ for a literal brace)")
             flush()
-            parts.append(_parse_placeholder(text[i + 1 : end]))
+            parts.append(_parse_placeholder(text[i + 1 : end], captured))
             i = end + 1
         elif ch == "}":
             raise TemplateError("stray '}' (write }} for a literal brace)")
@@ -94,22 +97,30 @@ def _matching_brace(text: str, start: int) -> int:
     raise TemplateError("unclosed '{base64:' (it ends with a matching '}')")
 
 
-def _parse_placeholder(body: str) -> Var:
+def _parse_placeholder(body: str, captured: Collection[str] = ()) -> Var:
     if body.startswith("repeat:"):
         text, sep, count = body[len("repeat:") :].rpartition(":")
         if not sep or not text or not count.isdigit():
-            raise TemplateError(f"'{{{body}}}': write {{repeat:TEXT:COUNT}}, e.g. {{repeat:a:64}}")
+            raise TemplateError(f"'{{{_shown(body)}}}': write {{repeat:TEXT:COUNT}}, e.g. {{repeat:a:64}}")
         try:
             unit = decode_escapes(text)
         except EscapeError as exc:
             raise TemplateError(str(exc)) from None
         if len(unit) * int(count) > MAX_REPEAT_OCTETS:
-            raise TemplateError(f"'{{{body}}}' would be over {MAX_REPEAT_OCTETS} octets")
+            raise TemplateError(f"'{{{_shown(body)}}}' would be over {MAX_REPEAT_OCTETS} octets")
         return Var("repeat", (text, count))
-    if body not in VARIABLES:
+    if body not in VARIABLES and body not in captured:
         known = ", ".join(sorted(VARIABLES))
-        raise TemplateError(f"unknown variable '{{{body}}}' (known: {known}, repeat:TEXT:N, base64:TEXT)")
+        if captured:
+            known += "; captured: " + ", ".join(sorted(captured))
+        raise TemplateError(f"unknown variable '{{{_shown(body)}}}' (known: {known}, repeat:TEXT:N, base64:TEXT)")
     return Var(body)
+
+
+def _shown(body: str) -> str:
+    """A placeholder's text for a one-line problem: its first line, at most 40 characters."""
+    first = body.splitlines()[0] if body.splitlines() else body
+    return first[:40] + ("…" if len(first) > 40 or "\n" in body or "\r" in body else "")
 
 
 def regex_with_values(pattern: str, values: Mapping[str, str]) -> str:
@@ -117,6 +128,9 @@ def regex_with_values(pattern: str, values: Mapping[str, str]) -> str:
     such as quantifiers `{4}`, stay as they are). Unknown values become a literal placeholder."""
     for name in VARIABLES:
         pattern = pattern.replace("{" + name + "}", re.escape(values.get(name, f"<{name}>")))
+    for name, value in values.items():  # values captured from earlier replies (capture:)
+        if name not in VARIABLES and CAPTURE_NAME.match(name):
+            pattern = pattern.replace("{" + name + "}", re.escape(value))
     return pattern
 
 

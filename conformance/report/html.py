@@ -29,6 +29,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from ..failure import Failure, transcript_rows
+from ..results import missing_parameter_lines
 from . import findings as fnd
 from .common import environment as _environment
 from .common import visible_markup, visible_text, wire_markup
@@ -266,6 +267,7 @@ def _build_context(results_doc: Mapping[str, Any]) -> dict[str, Any]:
         "legend": [_NS(cls=o, symbol=SYMBOLS[o], word=WORDS[o], meaning=MEANINGS[o]) for o in OUTCOMES],
         "symbols": SYMBOLS,
         "words": WORDS,
+        "hints": missing_parameter_lines([dict(r) for r in results]),
     }
 
 

@@ -227,6 +227,7 @@ def test_preset_mailboxes(session: str, tmp_path: Path) -> None:
         quote: >
           If the first character is a period and there are other characters on the line, the first
           character is deleted.
+        stored: checked
         steps:
           - expect: 220
           - send: EHLO {client}

@@ -14,7 +14,8 @@ def load(tmp_path: Path, steps: str, extra: str = ""):
     folder.mkdir(exist_ok=True)
     path = folder / "s.yaml"
     path.write_text("id: unit-case\ntitle: a unit case\nrfc: 5321\nsection: '3.3'\nlevel: MUST\n"
-                    "quote: a sentence for the unit test\n" + extra + "steps:\n" + steps)
+                    "quote: a sentence for the unit test\n" + extra
+                    + ("stored: unchecked\n" if "message:" in steps else "") + "steps:\n" + steps)
     scenarios, problems = Loader().load_file(path)
     assert not problems, problems
     return scenarios[0]

@@ -17,7 +17,7 @@ def load(tmp_path: Path, steps: str, extra: str = ""):
     folder.mkdir(exist_ok=True)
     path = folder / "s.yaml"
     path.write_text("id: unit-case\ntitle: a unit case\nrfc: 3030\nsection: '2'\nlevel: MUST\n"
-                    "quote: a sentence for the unit test\n" + extra + "steps:\n" + steps)
+                    "quote: a sentence for the unit test\n" + extra + "stored: unchecked\nsteps:\n" + steps)
     scenarios, problems = Loader().load_file(path)
     assert not problems, problems
     return scenarios[0]
