@@ -208,6 +208,11 @@ SERVER_NOTES = {
     "postfix-greylist": "Postfix 3.7 greylisting every local RCPT (450 4.7.1), scripts/servers/postfix-greylist, "
                         "run with --profile mx",
 }
+# The profile each server is judged under (tests/integration/test_catalog_real_servers.py and
+# test_policy_servers.py run them so): profile-dependent scenarios are judged for it.
+SERVER_PROFILES = {"postfix": "mx", "exim": "mx", "opensmtpd": "mx", "maildev": "catcher", "haraka": "mx",
+                   "postfix-submission": "submission", "postfix-submission-noauth": "submission",
+                   "postfix-greylist": "mx"}
 # Baseline entries whose reason starts so are a policy server's allowed refusals, listed by id only.
 POLICY_REFUSAL = "Policy refusal"
 
@@ -230,7 +235,11 @@ def write_deviations(scenarios: list[Scenario], baselines_dir: Path, out: Path) 
         for dev in baseline.deviations.values():
             counts[dev.outcome] += 1
         summary = ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) or "none"
-        lines += [f"## {baseline.name}", "", f"{SERVER_NOTES.get(baseline.name, baseline.name)} — {summary}.", ""]
+        profile = SERVER_PROFILES.get(baseline.name)
+        judged = f"judged as profile `{profile}`" if profile else "no profile declared (only what holds for every " \
+                                                                 "profile is judged)"
+        lines += [f"## {baseline.name}", "", f"{SERVER_NOTES.get(baseline.name, baseline.name)}; {judged} — "
+                  f"{summary}.", ""]
         devs = sorted(baseline.deviations.values(), key=lambda d: _deviation_key(d.id, by_id))
         policy = [d for d in devs if d.reason.startswith(POLICY_REFUSAL)]
         if policy:
@@ -247,6 +256,8 @@ def write_deviations(scenarios: list[Scenario], baselines_dir: Path, out: Path) 
                 lines += [f"{_md(s.title)} ({s.level.value}, RFC {s.rfc} §{s.section})", "", f"> {_md(s.quote)}", ""]
                 if s.level_from:
                     lines += [f"Level {s.level.value} from: {_md(s.level_from)}", ""]
+                if s.profiles:
+                    lines += [f"Applies to profiles: {', '.join(s.profiles)}", ""]
             else:
                 lines += ["*(scenario no longer exists)*", ""]
             if dev.actual:

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 import pytest
 
 from conformance.baseline import compare, format_comparison, load_baseline
+from conformance.catalog import SERVER_PROFILES
 from tests.support import REPO, SCENARIOS, real_server, run_suite
 
 SERVERS = ["builtin", "postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev", "haraka"]
 # what each server is configured as (scripts/servers/): profile-dependent scenarios are judged for it
-PROFILES = {"postfix": "mx", "exim": "mx", "opensmtpd": "mx", "maildev": "catcher", "haraka": "mx"}
+PROFILES = SERVER_PROFILES
 
 
 @contextlib.contextmanager
