@@ -18,7 +18,7 @@ from .loader import Catalog, Loader, default_scenario_paths, load_requirement_id
 from .model import Scenario, sorted_scenarios
 from .targets.base import option_kwargs, parameter_changes, parameters
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     problems += [f"--{key.replace('_', '-')}: {message}" for key, message in wrong]
     if not catalog.problems:
         problems += selection_problems(catalog.scenarios, args.tag or [], args.k)
+    problems += output_problems({"--json": args.json, "--html": args.html, "--junit": args.junit})
     if problems:
         for line in problems:
             print(line, file=sys.stderr)
@@ -97,6 +98,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["-m", " or ".join(args.tag)]
     if args.workers:
         pytest_args += ["-n", str(args.workers)]
+    if args.fail_fast:
+        pytest_args.append("-x")
+    pytest_args += ["--smtp-progress", "off" if args.quiet else "auto"]
     if args.shard:
         pytest_args += ["--smtp-shard", args.shard]
     if args.baseline:
@@ -110,7 +114,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if code == 5:
         print("no scenarios selected (check -k / --tag)", file=sys.stderr)
         return EXIT_USAGE
-    return {0: EXIT_OK, 1: EXIT_FAILURES}.get(code, EXIT_USAGE)
+    return {0: EXIT_OK, 1: EXIT_FAILURES, EXIT_INTERRUPTED: EXIT_INTERRUPTED}.get(code, EXIT_USAGE)
+
+
+def output_problems(paths: dict[str, str | None]) -> list[str]:
+    """Report paths that cannot be written: named before the run, so that it never ends in a traceback."""
+    from .results import unwritable
+
+    problems = []
+    for option, path in paths.items():
+        why = unwritable(Path(path)) if path else None
+        if why:
+            problems.append(f"{option}: {why}")
+    return problems
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -320,6 +336,10 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("-k", metavar="EXPR", help="select scenarios by id/target expression (pytest -k)")
     run.add_argument("--tag", action="append", help="only scenarios with this tag (repeatable)")
     run.add_argument("--strict", action="store_true", help="NON-STRICT results fail the run too")
+    run.add_argument("-x", "--fail-fast", action="store_true", help="stop at the first FAIL or ERROR (the "
+                     "report then holds what ran)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines while the run goes (default: "
+                     "a live line per target on a terminal, a line every few seconds otherwise)")
     run.add_argument("--shard", metavar="I/N", help="run the I-th of N shards; `merge` their JSON files")
     run.add_argument("--baseline", metavar="PATH", help="expected deviations of the --target servers")
     run.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
@@ -420,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smtp-conformance: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `smtp-conformance list | head`: the reader left; say nothing more (and not on flush at exit)
         import os
