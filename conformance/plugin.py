@@ -296,6 +296,10 @@ class SmtpSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.progress is not None:
             self.progress.stop()
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED and self.runner is not None:
+            # what finished before the interruption counts, even when pytest had not asked for it yet
+            seen = {(r["id"], r["target"]) for r in self.results}
+            self.results += [r for r in self.runner.completed() if (r["id"], r["target"]) not in seen]
         self.close()
         if _is_worker(self.config):
             self.config.workeroutput["smtp_targets"] = list(self.identities.values())  # type: ignore[attr-defined]
@@ -304,11 +308,14 @@ class SmtpSession:
         if self.nothing_ran or self.problems:
             session.exitstatus = 2
             return
+        interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
+        if interrupted:
+            session.exitstatus = 130  # Ctrl-C or SIGTERM: the shell's 128+SIGINT, not pytest's usage error
+            if not self.results:
+                return  # stopped before any result: the last reports stay as they were
         self.document = self._document()
-        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
-            # Ctrl-C or SIGTERM: the partial report says so, and the exit status is the shell's 128+SIGINT
-            self.document["run"]["interrupted"] = True
-            session.exitstatus = 130
+        if interrupted:
+            self.document["run"]["interrupted"] = True  # the partial report says so
         json_path, html_path = self.config.getoption("smtp_json"), self.config.getoption("smtp_html")
         if json_path:
             write_json(self.document, Path(json_path))

@@ -123,6 +123,12 @@ class Runner:
                     "running": [(sid, label, self.loop.time() - since, self._dialogues[(sid, label)].waiting)
                                 for (sid, label), since in self._running.items()]}
 
+    def completed(self) -> list[dict[str, Any]]:
+        """The results finished so far, in no particular order (an interrupted run reports them)."""
+        with self._lock:
+            futures = list(self._futures.values())
+        return [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+
     def widen_start_pool(self, workers: int) -> None:
         """Let up to `workers` targets start at once (each start runs in a thread of the loop's executor)."""
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtpc-start")
