@@ -8,6 +8,7 @@ Exit codes: 0 no FAIL/ERROR; 1 at least one FAIL or ERROR (or NON-STRICT with --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 from .loader import Catalog, Loader, default_scenario_paths, load_requirement_ids
 from .model import Scenario, sorted_scenarios
-from .targets.base import option_kwargs, parameter_changes, parameters
+from .targets.base import option_kwargs, parameter_changes, parameters, split_labelled
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -37,10 +38,61 @@ def _print_problems(catalog: Catalog) -> bool:
 
 
 # ----- run --------------------------------------------------------------------------------------------
-def _given_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    """The target parameters given on the command line, by name."""
-    given = {p.name: getattr(args, p.name) for p in parameters() if p.cli}
-    return {k: v for k, v in given.items() if v}
+def _given_parameters(args: argparse.Namespace, labels: list[str] | None = None) -> dict[str, Any]:
+    """The target parameters given on the command line for every target, by name (the last one given);
+    `LABEL=VALUE` values naming one of `labels` are for that target only (`_labelled_parameters`)."""
+    given: dict[str, Any] = {}
+    for p in parameters():
+        value = getattr(args, p.name, None) if p.cli else None
+        if isinstance(value, list):
+            plain = [v for v in value if split_labelled(v, labels or [])[0] is None]
+            value = plain[-1] if plain else None
+        if value:
+            given[p.name] = value
+    return given
+
+
+def _labelled_parameters(args: argparse.Namespace, labels: list[str]) -> list[tuple[str, str, str]]:
+    out = []
+    for p in parameters():
+        for value in getattr(args, p.name, None) or [] if p.cli and not p.flag else []:
+            label, rest = split_labelled(value, labels)
+            if label is not None:
+                out.append((label, p.name, rest))
+    return out
+
+
+def _target_labels(args: argparse.Namespace) -> list[str]:
+    from .targets import TargetParams, load_targets_file, parse_target
+    from .targets.base import TargetError
+
+    labels = []
+    for spec in args.target or ([] if args.targets else ["builtin"]):
+        with contextlib.suppress(TargetError):
+            labels.append(parse_target(spec, TargetParams()).label)
+    if args.targets:
+        labels += [t.label for t in load_targets_file(Path(args.targets))[0]]
+    return labels
+
+
+def _parameter_problems(args: argparse.Namespace) -> list[str]:
+    labels = _target_labels(args)
+    given = _given_parameters(args, labels)
+    _, wrong = parameter_changes(given)
+    problems = []
+    for key, message in wrong:
+        label = str(given[key]).partition("=")[0] if "=" in str(given[key]).partition(":")[0] else ""
+        if label:  # LABEL=VALUE naming no target
+            message = (f"no target is labelled {label!r}{_did_you_mean(label, labels)} (labels: {', '.join(labels)}); "
+                       f"otherwise: {message}")
+        problems.append(f"--{key.replace('_', '-')}: {message}")
+    for p in parameters():
+        if p.choices and p.name in given and given[p.name] not in p.choices:
+            problems.append(f"--{p.option} {given[p.name]}: expected one of {', '.join(p.choices)}")
+    for label, name, value in _labelled_parameters(args, labels):
+        _, wrong = parameter_changes({name: value})
+        problems += [f"--{name.replace('_', '-')} {label}=…: {message}" for _, message in wrong]
+    return problems
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -59,8 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.targets:
         _, file_problems = load_targets_file(Path(args.targets))
         problems.extend(str(p) for p in file_problems)
-    _, wrong = parameter_changes(_given_parameters(args))
-    problems += [f"--{key.replace('_', '-')}: {message}" for key, message in wrong]
+    problems += _parameter_problems(args)
     if not catalog.problems:
         problems += selection_problems(catalog.scenarios, args.tag or [], args.k)
     problems += output_problems({"--json": args.json, "--html": args.html, "--junit": args.junit})
@@ -77,8 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--smtp-target", spec]
     if args.targets:
         pytest_args += ["--smtp-targets", args.targets]
+    labels = _target_labels(args)
+    for label, name, value in _labelled_parameters(args, labels):
+        pytest_args += ["--smtp-target-param", f"{label}:{name}={value}"]
     for p in parameters():  # the --smtp-* twin of every target parameter given
-        value = _given_parameters(args).get(p.name)
+        value = _given_parameters(args, labels).get(p.name)
         if value is True:
             pytest_args.append(f"--smtp-{p.option}")
         elif value is not None and value != option_kwargs(p).get("default"):
@@ -344,8 +398,13 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--baseline", metavar="PATH", help="expected deviations of the --target servers")
     run.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
     for p in parameters():  # target parameters: declared once, on TargetParams
-        if p.cli:
+        if p.cli and p.flag:
             run.add_argument(f"--{p.option}", **option_kwargs(p))
+        elif p.cli:  # repeatable: LABEL=VALUE sets it for the target so labelled only
+            kwargs = option_kwargs(p)
+            run.add_argument(f"--{p.option}", action="append", metavar="[LABEL=]" + p.name.upper(),
+                             help=kwargs["help"] + "; LABEL=VALUE: for that target only (repeatable)"
+                             + (f"; one of {', '.join(kwargs['choices'])}" if "choices" in kwargs else ""))
     run.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line")
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
     run.set_defaults(func=cmd_run)

@@ -29,7 +29,7 @@ from .progress import Progress
 from .results import build_document, fails_run, unwritable, write_json
 from .runner import Runner
 from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target
-from .targets.base import option_kwargs, parameter_changes, parameters
+from .targets.base import option_kwargs, parameter_changes, parameters, per_target_changes
 
 STATE = pytest.StashKey["SmtpSession"]()
 STATUS = {
@@ -60,6 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for p in parameters():  # target parameters: declared once, on TargetParams
         if p.cli:
             group.addoption(f"--smtp-{p.option}", **option_kwargs(p))
+    group.addoption("--smtp-target-param", action="append", default=[], metavar="LABEL:NAME=VALUE",
+                    help="a target parameter for the target so labelled only (e.g. mailhog:mailbox=mailhog:URL); "
+                         "repeatable")
     group.addoption("--smtp-scenarios", action="append", default=[], metavar="PATH",
                     help="also collect the YAML files under PATH as scenarios (folders named 'scenarios' always are)")
     group.addoption("--smtp-transcripts", choices=["all", "non-pass"], default="all",
@@ -111,6 +114,7 @@ class SmtpSession:
         self.progress: Progress | None = None
         self.unusable: dict[str, str] = {}  # label -> why it could not be started or reached
         self.nothing_ran = False  # no target usable: the last reports stay as they were
+        self.interrupted = False  # Ctrl-C or SIGTERM (not pytest's "errors during collection")
         self.problems.extend(_output_problems(config))
         try:
             self._build_targets()
@@ -164,11 +168,25 @@ class SmtpSession:
             target = parse_target("builtin", params)
             self.targets.append(target)
             self.repro[target.label] = "--smtp-target builtin" + extra
+        problems += self._per_target_params()
         labels = [t.label for t in self.targets]
         for label in sorted({x for x in labels if labels.count(x) > 1}):
             problems.append(f"two targets share the label '{label}': give them names with LABEL=TARGET")
         if problems:
             raise ConfigError(problems)
+
+    def _per_target_params(self) -> list[str]:
+        given, problems = [], []
+        for text in self.config.getoption("smtp_target_param"):
+            label, _, rest = text.partition(":")
+            name, sep, value = rest.partition("=")
+            if not sep:
+                problems.append(f"--smtp-target-param {text!r}: expected LABEL:NAME=VALUE")
+                continue
+            given.append((label, name.replace("-", "_"), value))
+            if label in self.repro:
+                self.repro[label] += f" --smtp-target-param {shlex.quote(text)}"
+        return problems + per_target_changes(given, self.targets)
 
     def get_runner(self) -> Runner:
         if self.runner is None:
@@ -296,7 +314,7 @@ class SmtpSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.progress is not None:
             self.progress.stop()
-        if session.exitstatus == pytest.ExitCode.INTERRUPTED and self.runner is not None:
+        if self.interrupted and self.runner is not None:
             # what finished before the interruption counts, even when pytest had not asked for it yet
             seen = {(r["id"], r["target"]) for r in self.results}
             self.results += [r for r in self.runner.completed() if (r["id"], r["target"]) not in seen]
@@ -308,7 +326,7 @@ class SmtpSession:
         if self.nothing_ran or self.problems:
             session.exitstatus = 2
             return
-        interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
+        interrupted = self.interrupted and session.exitstatus == pytest.ExitCode.INTERRUPTED
         if interrupted:
             session.exitstatus = 130  # Ctrl-C or SIGTERM: the shell's 128+SIGINT, not pytest's usage error
             if not self.results:
@@ -379,6 +397,9 @@ class SmtpSession:
                 tr.write_line(f"{label}: FIXED {fixed['id']} (the baseline expected {fixed['expected']})")
         for path in self.written:
             tr.write_line(f"written: {path}")
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.interrupted = type(excinfo.value) is KeyboardInterrupt  # pytest's own Interrupted is a subclass
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close()
