@@ -356,7 +356,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     return grade(Path(args.rubric), Path(args.targets), Path(args.out), scenarios=args.scenarios,
                  concurrency=args.concurrency, timeout=args.timeout, isolation=args.isolation,
-                 uid_base=args.uid_base, verbose=args.verbose)
+                 uid_base=args.uid_base, verbose=args.verbose, quiet=args.quiet)
 
 
 # ----- argument parsing ---------------------------------------------------------------------------------
@@ -486,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     grd.add_argument("--uid-base", type=int, metavar="UID", help="first of the uids given to students "
                      "(default: a free random block)")
     grd.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line and its output")
+    grd.add_argument("-q", "--quiet", action="store_true", help="no progress lines (default: one per student every "
+                     "few seconds while the class runs)")
     grd.set_defaults(func=cmd_grade)
     return parser
 

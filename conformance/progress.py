@@ -57,13 +57,13 @@ class Progress:
         if self._thread.is_alive():
             self._stop.set()
             self._thread.join(timeout=5)
-            self._draw(final=True)
+            self._draw()  # the final state
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._draw()
 
-    def _draw(self, final: bool = False) -> None:
+    def _draw(self) -> None:
         try:
             snap = self.snapshot()
         except Exception:  # the runner went away (closed): nothing more to say
@@ -80,7 +80,7 @@ class Progress:
             width = _columns(self.stream)
             out += [line[:width - 1] + "\n" for line in lines]
             self._drawn = len(lines)
-        elif not final:
+        else:
             out += [f"progress: {line}\n" for line in lines]
         try:
             self.stream.write("".join(out))

@@ -36,7 +36,7 @@ __all__ = ["Student", "grade", "load_rubric", "load_students", "make_plan", "sco
 
 def grade(rubric_path: Path, students_path: Path, out: Path, *, scenarios: list[str] | None = None,
           concurrency: int = 4, timeout: float = 10.0, isolation: str = "auto", uid_base: int | None = None,
-          verbose: bool = False) -> int:
+          verbose: bool = False, quiet: bool = False) -> int:
     """`smtp-conformance grade`: 0 grades written, 1 written but the run was incomplete, 2 configuration errors."""
     problems: list[str] = []
     if concurrency < 1:
@@ -86,7 +86,8 @@ def grade(rubric_path: Path, students_path: Path, out: Path, *, scenarios: list[
     started = dt.datetime.now(dt.UTC)
     private = Path(tempfile.mkdtemp(prefix="smtpc-grade-"))  # 0700: students cannot read what runs here
     try:
-        outcome = run_class(plan, students, iso, private, timeout=timeout, concurrency=concurrency, verbose=verbose)
+        outcome = run_class(plan, students, iso, private, timeout=timeout, concurrency=concurrency, verbose=verbose,
+                            quiet=quiet)
     finally:
         iso.sweep()
         iso.cleanup()

@@ -243,6 +243,7 @@ def test_a_student_folder_under_a_private_folder_is_graded_from_a_read_only_copy
         grades = json.loads((tmp_path / "out" / "grades.json").read_text())
         carol = grades["students"][0]
         assert carol["status"] == "ok" and carol["total"] == carol["max"], carol
+        assert "progress: student carol  5/5" in proc.stderr, proc.stderr  # per-student progress
     finally:
         subprocess.run(["rm", "-rf", str(private)], check=False)
 
