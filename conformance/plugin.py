@@ -279,7 +279,7 @@ class SmtpSession:
         if result is None or report.when != "call":
             return None
         category, letter, word = STATUS.get(result["outcome"], ("passed", ".", "PASS"))
-        if self.config.getoption("smtp_progress") != "off" and self.config.get_verbosity() <= 0:
+        if self.progress is not None and self.config.get_verbosity() <= 0:
             letter = ""  # the progress lines say it (pytest's letters would come in collection order)
         if result.get("baselined"):
             return "baselined", "b", f"{word} (baselined)"

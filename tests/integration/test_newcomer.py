@@ -142,6 +142,16 @@ def test_an_unusable_target_is_one_line_and_exit_2(tmp_path: Path, target: str, 
     assert untouched(reports)
 
 
+def test_a_preset_without_a_container_engine_says_how_to_get_one(tmp_path: Path) -> None:
+    reports = old_reports(tmp_path)
+    proc = smtpc("run", "--target", "preset:mailhog", *report_args(reports), cwd=tmp_path,
+                 env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert proc.returncode == 2, proc.stderr
+    named = [line for line in proc.stderr.splitlines() if "no container engine" in line]
+    assert len(named) == 1 and "scripts/containers/setup" in named[0], proc.stderr
+    assert untouched(reports)
+
+
 def test_with_several_targets_the_unusable_one_is_named_once_and_the_others_run(tmp_path: Path) -> None:
     folder = scenarios(tmp_path, FAST, wait=0)
     port = free_port()
