@@ -77,7 +77,7 @@ def run_class(plan: Plan, students: list[Student], iso: Isolation, private: Path
            *plan.files, "--smtp-targets", str(targets_file), "--smtp-json", str(results),
            "--smtp-timeout", f"{timeout:g}", "--smtp-concurrency", str(max(1, total_slots)),
            "--smtp-grading-select", str(select_file), "--smtp-transcripts", "non-pass",
-           "--smtp-progress", "off" if quiet else "lines"]
+           "--smtp-progress", "off" if quiet else "lines", "--smtp-keep-unusable"]
     if verbose:
         print("grading run: " + shlex.join(cmd), file=sys.stderr)
     # PYTEST_ADDOPTS could bring -n (xdist): every worker would start its own copy of every student

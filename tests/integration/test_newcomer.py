@@ -238,6 +238,8 @@ def test_the_status_shows_the_students_command_not_the_isolation_wrapper(tmp_pat
     status = next(s for s in grades["students"] if s["label"] == "bob")["status"]
     assert "exited with status" in status and "no-such-server.py" in status, status
     assert "prlimit" not in status and "setpriv" not in status and "prlimit" not in proc.stdout
+    assert proc.returncode == 0, proc.stderr  # graded (0 points), even when no student's server starts
+    assert next(s for s in grades["students"] if s["label"] == "bob")["total"] == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="per-student uids need root")
