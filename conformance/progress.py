@@ -58,6 +58,8 @@ class Progress:
             self._stop.set()
             self._thread.join(timeout=5)
             self._draw()  # the final state
+        if self.stream.fileno() > 2:  # our own duplicate of the terminal's descriptor
+            self.stream.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -85,13 +85,20 @@ def make_reachable(students: list[Student], uids: dict[str, int], drop: Callable
     problems: list[str] = []
     copies: dict[Path, Path] = {}
     holder: Path | None = None
+    tried: dict[tuple[str, str], int] = {}  # every student uid is "other" alike: one try per folder and program
+
+    def attempt(uid: int, folder: str, prog: str) -> int:
+        if (folder, prog) not in tried:
+            tried[(folder, prog)] = _try(drop(uid), folder, prog)
+        return tried[(folder, prog)]
+
     for s in students:
         uid = uids.get(s.label)
         if s.kind != "command" or uid is None:
             continue
         folder = Path(s.entry.get("workdir") or cwd)
         prog = program(str(s.entry["command"]))
-        code = _try(drop(uid), str(folder), prog)
+        code = attempt(uid, str(folder), prog)
         if code in (3, 4):
             if folder not in copies:
                 size = _size(folder)
@@ -105,7 +112,7 @@ def make_reachable(students: list[Student], uids: dict[str, int], drop: Callable
                     holder.chmod(0o711)
                 copies[folder] = _read_only_copy(folder, holder)
             s.entry["workdir"] = str(copies[folder])
-            code = _try(drop(uid), str(copies[folder]), prog)
+            code = attempt(uid, str(copies[folder]), prog)
         if code == 5:
             problems.append(f"student {s.label}: the program {prog!r} of the command {s.entry['command']!r} cannot "
                             "be found or run by the student's uid (a folder above it is private?); install it where "
