@@ -216,6 +216,11 @@ class SmtpSession:
         """Submit every selected item up front; the runner's semaphore bounds what runs at once."""
         if _is_worker(self.config) or self.config.option.collectonly:
             return
+        if not session.items and not self.config.pluginmanager.has_plugin("dsession"):
+            # nothing selected (an expression -k that matches nothing): the last reports stay as they were
+            self.nothing_ran = True
+            _drop_junit(self.config)
+            return None
         items = [i for i in session.items if isinstance(i, ScenarioItem)]
         if items and not self._probe_first(session, items):
             return True  # type: ignore[return-value]  # no target usable: nothing runs
@@ -327,7 +332,8 @@ class SmtpSession:
             return
         self.written: list[str] = []
         if self.nothing_ran or self.problems:
-            session.exitstatus = 2
+            if self.unusable or self.problems:
+                session.exitstatus = 2
             return
         interrupted = self.interrupted and session.exitstatus == pytest.ExitCode.INTERRUPTED
         if interrupted:

@@ -166,11 +166,12 @@ def test_with_several_targets_the_unusable_one_is_named_once_and_the_others_run(
     assert "connection refused" in dead["error"]
 
 
-@pytest.mark.parametrize("selection", [["-k", "nosuchthing"], ["--tag", "nosuch"]])
+@pytest.mark.parametrize("selection", [["-k", "nosuchthing"], ["--tag", "nosuch"], ["-k", "nosuch and notthis"]])
 def test_a_selection_of_nothing_keeps_the_reports(tmp_path: Path, selection: list[str]) -> None:
     reports = old_reports(tmp_path)
     proc = smtpc("run", *selection, *report_args(reports), cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
     assert untouched(reports)
 
 
