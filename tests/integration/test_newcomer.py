@@ -388,3 +388,13 @@ def test_a_fresh_clone_in_a_private_folder_runs_the_readme_commands() -> None:
         assert tests.returncode == 0, tests.stdout[-3000:]
     finally:
         subprocess.run(["rm", "-rf", str(private)], check=False)
+
+
+def test_the_student_page_reproduce_line_is_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.grading.explain import reproduce_commands
+    from conformance.grading.rubric import Student
+
+    monkeypatch.chdir(REPO)
+    ana = Student("ana", {"command": "python3 server.py --port {port}"}, 1, "command")
+    [line] = reproduce_commands(ana, {"file": "tests/grading/scenarios/basics.yaml", "id": "g-basic-ehlo"})
+    assert f"{REPO}/tests/grading/scenarios/basics.yaml::g-basic-ehlo[ana]" in line
