@@ -75,17 +75,25 @@ def _target_labels(args: argparse.Namespace) -> list[str]:
     return labels
 
 
+# parameters whose values may contain '=' (addresses: SRS, BATV): a LABEL= naming no target is their value
+_MAY_HOLD_EQUALS = ("sender", "rcpt", "foreign_rcpt", "auth")
+
+
 def _parameter_problems(args: argparse.Namespace) -> list[str]:
+    import re
+
     labels = _target_labels(args)
     given = _given_parameters(args, labels)
-    _, wrong = parameter_changes(given)
     problems = []
-    for key, message in wrong:
-        label = str(given[key]).partition("=")[0] if "=" in str(given[key]).partition(":")[0] else ""
-        if label:  # LABEL=VALUE naming no target
-            message = (f"no target is labelled {label!r}{_did_you_mean(label, labels)} (labels: {', '.join(labels)}); "
-                       f"otherwise: {message}")
-        problems.append(f"--{key.replace('_', '-')}: {message}")
+    for p in parameters():
+        value = str(given.get(p.name, ""))
+        match = re.match(r"^([A-Za-z0-9_.-]+)=", value)
+        if match and p.name not in _MAY_HOLD_EQUALS:  # LABEL=VALUE naming no target
+            problems.append(f"--{p.option} {value}: no target is labelled {match.group(1)!r}"
+                            f"{_did_you_mean(match.group(1), labels)} (labels: {', '.join(labels)})")
+            given.pop(p.name)
+    _, wrong = parameter_changes(given)
+    problems += [f"--{key.replace('_', '-')}: {message}" for key, message in wrong]
     for p in parameters():
         if p.choices and p.name in given and given[p.name] not in p.choices:
             problems.append(f"--{p.option} {given[p.name]}: expected one of {', '.join(p.choices)}")
