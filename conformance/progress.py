@@ -93,6 +93,7 @@ class Progress:
 
 def _columns(stream: TextIO) -> int:
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError):
-        return 120
+        columns = 0
+    return columns if columns >= 40 else 120  # a terminal that does not say its size (0)
