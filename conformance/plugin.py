@@ -323,9 +323,7 @@ class SmtpSession:
         if self.progress is not None:
             self.progress.stop()
         if self.interrupted and self.runner is not None:
-            # what finished before the interruption counts, even when pytest had not asked for it yet
-            seen = {(r["id"], r["target"]) for r in self.results}
-            self.results += [r for r in self.runner.completed() if (r["id"], r["target"]) not in seen]
+            self._take_completed(session)
         self.close()
         if _is_worker(self.config):
             self.config.workeroutput["smtp_targets"] = list(self.identities.values())  # type: ignore[attr-defined]
@@ -354,6 +352,21 @@ class SmtpSession:
             self.written.append(html_path)
         if self.config.getoption("smtp_update_baseline"):
             self.written.extend(self._update_baselines())
+
+    def _take_completed(self, session: pytest.Session) -> None:
+        """Interrupted: what finished before it counts, even when pytest had not asked for it yet."""
+        assert self.runner is not None
+        items = {(i.scenario.id, i.target_label): i for i in session.items if isinstance(i, ScenarioItem)}
+        seen = {(r["id"], r["target"]) for r in self.results}
+        for r in self.runner.completed():
+            key = (r["id"], r["target"])
+            if key in seen:
+                continue
+            item = items.get(key)
+            if item is not None:
+                r["nodeid"] = item.nodeid
+                r["reproduce"] = reproduce_line(item, self.repro.get(item.target_label, ""))
+            self.results.append(r)
 
     def _document(self) -> dict[str, Any]:
         ordered = []

@@ -25,17 +25,8 @@ from tests.support import REPO, free_port
 CLI = [sys.executable, "-m", "conformance.cli"]
 PY = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
+# nc-slow first: pytest waits on it while nc-fast completes (results come in completion order)
 FAST = """\
-id: nc-fast
-title: The server greets with 220
-rfc: 5321
-section: 3.1
-level: MUST
-quote: the greeting
-tags: [newcomer]
-steps:
-  - expect: 220
----
 id: nc-slow
 title: A scenario that waits
 rfc: 5321
@@ -48,6 +39,16 @@ steps:
   - wait: {wait}
   - send: NOOP
     expect: 250
+---
+id: nc-fast
+title: The server greets with 220
+rfc: 5321
+section: 3.1
+level: MUST
+quote: the greeting
+tags: [newcomer]
+steps:
+  - expect: 220
 """
 
 FAILING = """\
@@ -204,6 +205,7 @@ def test_an_interrupted_run_says_so_exits_130_and_leaves_nothing_behind(tmp_path
     document = json.loads((tmp_path / "r.json").read_text())
     assert document["run"]["interrupted"] is True
     assert [r["id"] for r in document["results"]] == ["nc-fast"]
+    assert "newcomer.yaml::nc-fast[b]" in document["results"][0]["reproduce"]
     assert "INTERRUPTED" in (tmp_path / "r.html").read_text()
     time.sleep(1)
     assert processes_with(marker) == []
