@@ -164,7 +164,7 @@ class Dialogue:
         self.findings: list[str] = []
         self.keywords: list[str] = []
         self.step_index = 0
-        self.waiting = ""  # what the dialogue waits for now, in words (for progress lines)
+        self.progress_note = ""  # what the dialogue waits for now, in words (for progress lines)
 
     async def run(self) -> DialogueResult:
         started = time.monotonic()
@@ -215,9 +215,9 @@ class Dialogue:
             elif isinstance(action, StartTLS):
                 await self._starttls(action)
             elif isinstance(action, Sleep):
-                self.waiting = f"pausing {action.seconds:g} s as the scenario says"
+                self.progress_note = f"pausing {action.seconds:g} s as the scenario says"
                 await asyncio.sleep(action.seconds)
-                self.waiting = ""
+                self.progress_note = ""
             elif isinstance(action, RequireKeywords):
                 self._require(action)
             elif isinstance(action, DeliveryCheck):
@@ -275,9 +275,9 @@ class Dialogue:
 
     async def _expect(self, expect: Expectation) -> None:
         timeout = expect.timeout or self.settings.timeout
-        self.waiting = f"waiting up to {timeout:g} s for a reply"
+        self.progress_note = f"waiting up to {timeout:g} s for a reply"
         obs = await self.conn.next(timeout)
-        self.waiting = ""
+        self.progress_note = ""
         if isinstance(obs, Reply):
             self.codes.append(obs.code)
             self.last_code = obs.code
@@ -390,7 +390,7 @@ class Dialogue:
             raise _Stop
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (check.timeout or self.settings.delivery_timeout)
-        self.waiting = f"waiting up to {check.timeout or self.settings.delivery_timeout:g} s for delivery"
+        self.progress_note = f"waiting up to {check.timeout or self.settings.delivery_timeout:g} s for delivery"
         token = self.token.encode()
         found: list[bytes] = []
         settled = False

@@ -120,7 +120,7 @@ class Runner:
         with self._lock:
             return {"done": dict(self._done), "outcomes": {k: dict(v) for k, v in self._outcomes.items()},
                     "notable": list(self._notable),
-                    "running": [(sid, label, self.loop.time() - since, self._dialogues[(sid, label)].waiting)
+                    "running": [(sid, label, self.loop.time() - since, self._dialogues[(sid, label)].progress_note)
                                 for (sid, label), since in self._running.items()]}
 
     def completed(self) -> list[dict[str, Any]]:
