@@ -8,6 +8,7 @@ Exit codes: 0 no FAIL/ERROR; 1 at least one FAIL or ERROR (or NON-STRICT with --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -16,9 +17,10 @@ from typing import Any
 
 from .loader import Catalog, Loader, default_scenario_paths, load_requirement_ids
 from .model import Scenario, sorted_scenarios
-from .targets.base import option_kwargs, parameter_changes, parameters
+from .problems import did_you_mean
+from .targets.base import option_kwargs, parameter_changes, parameters, split_labelled
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
@@ -37,10 +39,69 @@ def _print_problems(catalog: Catalog) -> bool:
 
 
 # ----- run --------------------------------------------------------------------------------------------
-def _given_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    """The target parameters given on the command line, by name."""
-    given = {p.name: getattr(args, p.name) for p in parameters() if p.cli}
-    return {k: v for k, v in given.items() if v}
+def _given_parameters(args: argparse.Namespace, labels: list[str] | None = None) -> dict[str, Any]:
+    """The target parameters given on the command line for every target, by name (the last one given);
+    `LABEL=VALUE` values naming one of `labels` are for that target only (`_labelled_parameters`)."""
+    given: dict[str, Any] = {}
+    for p in parameters():
+        value = getattr(args, p.name, None) if p.cli else None
+        if isinstance(value, list):
+            plain = [v for v in value if split_labelled(v, labels or [])[0] is None]
+            value = plain[-1] if plain else None
+        if value:
+            given[p.name] = value
+    return given
+
+
+def _labelled_parameters(args: argparse.Namespace, labels: list[str]) -> list[tuple[str, str, str]]:
+    out = []
+    for p in parameters():
+        for value in getattr(args, p.name, None) or [] if p.cli and not p.flag else []:
+            label, rest = split_labelled(value, labels)
+            if label is not None:
+                out.append((label, p.name, rest))
+    return out
+
+
+def _target_labels(args: argparse.Namespace) -> list[str]:
+    from .targets import TargetParams, load_targets_file, parse_target
+    from .targets.base import TargetError
+
+    labels = []
+    for spec in args.target or ([] if args.targets else ["builtin"]):
+        with contextlib.suppress(TargetError):
+            labels.append(parse_target(spec, TargetParams()).label)
+    if args.targets:
+        labels += [t.label for t in load_targets_file(Path(args.targets))[0]]
+    return labels
+
+
+# parameters whose values may contain '=' (addresses: SRS, BATV): a LABEL= naming no target is their value
+_MAY_HOLD_EQUALS = ("sender", "rcpt", "foreign_rcpt", "auth")
+
+
+def _parameter_problems(args: argparse.Namespace) -> list[str]:
+    import re
+
+    labels = _target_labels(args)
+    given = _given_parameters(args, labels)
+    problems = []
+    for p in parameters():
+        value = str(given.get(p.name, ""))
+        match = re.match(r"^([A-Za-z0-9_.-]+)=", value)
+        if match and p.name not in _MAY_HOLD_EQUALS:  # LABEL=VALUE naming no target
+            problems.append(f"--{p.option} {value}: no target is labelled {match.group(1)!r}"
+                            f"{_did_you_mean(match.group(1), labels)} (labels: {', '.join(labels)})")
+            given.pop(p.name)
+    _, wrong = parameter_changes(given)
+    problems += [f"--{key.replace('_', '-')}: {message}" for key, message in wrong]
+    for p in parameters():
+        if p.choices and p.name in given and given[p.name] not in p.choices:
+            problems.append(f"--{p.option} {given[p.name]}: expected one of {', '.join(p.choices)}")
+    for label, name, value in _labelled_parameters(args, labels):
+        _, wrong = parameter_changes({name: value})
+        problems += [f"--{name.replace('_', '-')} {label}=…: {message}" for _, message in wrong]
+    return problems
 
 
 def run_problems(args: argparse.Namespace, catalog: Catalog) -> list[str]:
@@ -57,8 +118,7 @@ def run_problems(args: argparse.Namespace, catalog: Catalog) -> list[str]:
     if args.targets:
         _, file_problems = load_targets_file(Path(args.targets))
         problems.extend(str(p) for p in file_problems)
-    _, wrong = parameter_changes(_given_parameters(args))
-    problems += [f"--{key.replace('_', '-')}: {message}" for key, message in wrong]
+    problems += _parameter_problems(args)
     if args.probe_cap:
         from .dialogue import parse_octets
 
@@ -68,6 +128,7 @@ def run_problems(args: argparse.Namespace, catalog: Catalog) -> list[str]:
             problems.append(f"--probe-cap: {exc}")
     if not catalog.problems:
         problems += selection_problems(catalog.scenarios, args.tag or [], args.k)
+    problems += output_problems({"--json": args.json, "--html": args.html, "--junit": args.junit})
     return problems
 
 
@@ -89,8 +150,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--smtp-target", spec]
     if args.targets:
         pytest_args += ["--smtp-targets", args.targets]
+    labels = _target_labels(args)
+    for label, name, value in _labelled_parameters(args, labels):
+        pytest_args += ["--smtp-target-param", f"{label}:{name}={value}"]
     for p in parameters():  # the --smtp-* twin of every target parameter given
-        value = _given_parameters(args).get(p.name)
+        value = _given_parameters(args, labels).get(p.name)
         if value is True:
             pytest_args.append(f"--smtp-{p.option}")
         elif value is not None and value != option_kwargs(p).get("default"):
@@ -118,6 +182,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["-m", " or ".join(args.tag)]
     if args.workers:
         pytest_args += ["-n", str(args.workers)]
+    if args.fail_fast:
+        pytest_args.append("-x")
+    pytest_args += ["--smtp-progress", "off" if args.quiet else "auto"]
     if args.shard:
         pytest_args += ["--smtp-shard", args.shard]
     if args.baseline:
@@ -131,14 +198,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if code == 5:
         print("no scenarios selected (check -k / --tag)", file=sys.stderr)
         return EXIT_USAGE
-    return {0: EXIT_OK, 1: EXIT_FAILURES}.get(code, EXIT_USAGE)
+    return {0: EXIT_OK, 1: EXIT_FAILURES, EXIT_INTERRUPTED: EXIT_INTERRUPTED}.get(code, EXIT_USAGE)
+
+
+def output_problems(paths: dict[str, str | None]) -> list[str]:
+    """Report paths that cannot be written: named before the run, so that it never ends in a traceback."""
+    from .results import unwritable
+
+    problems = []
+    for option, path in paths.items():
+        why = unwritable(Path(path)) if path else None
+        if why:
+            problems.append(f"{option}: {why}")
+    return problems
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    # ids and tags are long and alike: a looser match than for keys (problems.did_you_mean's default)
+    return did_you_mean(word, choices, n=3, cutoff=0.5)
 
 
 def selection_problems(scenarios: list[Scenario], tags: list[str], keyword: str | None) -> list[str]:
@@ -333,7 +410,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     return grade(Path(args.rubric), Path(args.targets), Path(args.out), scenarios=args.scenarios,
                  concurrency=args.concurrency, timeout=args.timeout, isolation=args.isolation,
-                 uid_base=args.uid_base, verbose=args.verbose)
+                 uid_base=args.uid_base, verbose=args.verbose, quiet=args.quiet)
 
 
 # ----- argument parsing ---------------------------------------------------------------------------------
@@ -374,12 +451,21 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("-k", metavar="EXPR", help="select scenarios by id/target expression (pytest -k)")
     run.add_argument("--tag", action="append", help="only scenarios with this tag (repeatable)")
     run.add_argument("--strict", action="store_true", help="NON-STRICT results fail the run too")
+    run.add_argument("-x", "--fail-fast", action="store_true", help="stop at the first FAIL or ERROR (the "
+                     "report then holds what ran)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines while the run goes (default: "
+                     "a live line per target on a terminal, a line every few seconds otherwise)")
     run.add_argument("--shard", metavar="I/N", help="run the I-th of N shards; `merge` their JSON files")
     run.add_argument("--baseline", metavar="PATH", help="expected deviations of the --target servers")
     run.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
     for p in parameters():  # target parameters: declared once, on TargetParams
-        if p.cli:
+        if p.cli and p.flag:
             run.add_argument(f"--{p.option}", **option_kwargs(p))
+        elif p.cli:  # repeatable: LABEL=VALUE sets it for the target so labelled only
+            kwargs = option_kwargs(p)
+            run.add_argument(f"--{p.option}", action="append", metavar="[LABEL=]" + p.name.upper(),
+                             help=kwargs["help"] + "; LABEL=VALUE: for that target only (repeatable)"
+                             + (f"; one of {', '.join(kwargs['choices'])}" if "choices" in kwargs else ""))
     run.add_argument("--probe-cap", metavar="OCTETS", help="largest message a boundary scenario may send (pad_to "
                      "a SIZE limit); above it the scenario is INFO 'limit too large to probe' (default 50M = 50000000 "
                      "octets; 50MiB = 52428800)")
@@ -476,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     grd.add_argument("--uid-base", type=int, metavar="UID", help="first of the uids given to students "
                      "(default: a free random block)")
     grd.add_argument("-v", "--verbose", action="store_true", help="print the pytest command line and its output")
+    grd.add_argument("-q", "--quiet", action="store_true", help="no progress lines (default: one per student every "
+                     "few seconds while the class runs)")
     grd.set_defaults(func=cmd_grade)
     return parser
 
@@ -489,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smtp-conformance: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `smtp-conformance list | head`: the reader left; say nothing more (and not on flush at exit)
         import os

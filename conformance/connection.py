@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import socket
 import ssl
 from dataclasses import dataclass
 
@@ -105,6 +106,9 @@ class Connection:
                 raise ResetOnConnect(f"{host}:{port} accepted the connection and reset it at once") from None
             raise TLSConnectError(f"TLS handshake with {host}:{port} failed: "
                                   f"{getattr(exc, 'reason', None) or exc}") from None
+        except socket.gaierror as exc:  # its errno is a resolver code (-2), not an errno: say it in words
+            raise ConnectError(f"cannot connect to {host}:{port}: the name {host!r} does not resolve "
+                               f"({exc.strerror or exc})") from None
         except OSError as exc:
             if exc.errno in (errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE):
                 raise ResetOnConnect(f"{host}:{port} accepted the connection and reset it at once") from None

@@ -192,6 +192,7 @@ class Dialogue:
         self.writing: Source | None = None  # the write step being built (verdicts while building its bytes)
         self.sent_messages: list[bytes] = []  # the messages sent (message: or BDAT chunks), CRLF line ends
         self.bdat_parts: list[bytes] = []  # the BDAT chunks of the transaction in progress
+        self.progress_note = ""  # what the dialogue waits for now, in words (for progress lines)
 
     async def run(self) -> DialogueResult:
         started = time.monotonic()
@@ -254,7 +255,9 @@ class Dialogue:
             elif isinstance(action, Authenticate):
                 await self._authenticate(action)
             elif isinstance(action, Sleep):
+                self.progress_note = f"pausing {action.seconds:g} s as the scenario says"
                 await asyncio.sleep(action.seconds)
+                self.progress_note = ""
             elif isinstance(action, RequireKeywords):
                 self._require(action)
             elif isinstance(action, DeliveryCheck):
@@ -375,8 +378,10 @@ class Dialogue:
         if what is None:
             what = expect.command or (None if self.sent_any else GREETING)
         self.waiting = _Wait(what, time.monotonic(), expect.source, expect.describe())
+        self.progress_note = f"waiting up to {timeout:g} s for a reply"
         obs = await self.conn.next(timeout)
         self.waiting = None
+        self.progress_note = ""
         policy_before, self.policy_reply = self.policy_reply, None
         if isinstance(obs, Reply) and _is_policy(obs):
             self.policy_reply = obs
@@ -614,6 +619,7 @@ class Dialogue:
             raise _Stop
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (check.timeout or self.settings.delivery_timeout)
+        self.progress_note = f"waiting up to {check.timeout or self.settings.delivery_timeout:g} s for delivery"
         token = self.token.encode()
         found: list[bytes] = []
         settled = False

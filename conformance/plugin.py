@@ -25,10 +25,11 @@ from .failure import Failure
 from .loader import Loader, is_scenario_file, load_requirement_ids
 from .model import Cause, Outcome, Scenario
 from .problems import Problem
-from .results import build_document, fails_run, missing_parameter_lines, write_json
+from .progress import Progress
+from .results import build_document, fails_run, missing_parameter_lines, unwritable, write_json
 from .runner import Runner
 from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target
-from .targets.base import option_kwargs, parameter_changes, parameters
+from .targets.base import option_kwargs, parameter_changes, parameters, per_target_changes
 
 STATE = pytest.StashKey["SmtpSession"]()
 STATUS = {
@@ -59,11 +60,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for p in parameters():  # target parameters: declared once, on TargetParams
         if p.cli:
             group.addoption(f"--smtp-{p.option}", **option_kwargs(p))
+    group.addoption("--smtp-keep-unusable", action="store_true",
+                    help="a target that cannot be started or reached still gets its scenarios, as ERRORs (grading: "
+                         "every student gets a row), instead of being named once and left out")
+    group.addoption("--smtp-target-param", action="append", default=[], metavar="LABEL:NAME=VALUE",
+                    help="a target parameter for the target so labelled only (e.g. mailhog:mailbox=mailhog:URL); "
+                         "repeatable")
     group.addoption("--smtp-scenarios", action="append", default=[], metavar="PATH",
                     help="also collect the YAML files under PATH as scenarios (folders named 'scenarios' always are)")
     group.addoption("--smtp-transcripts", choices=["all", "non-pass"], default="all",
                     help="non-pass: drop the transcripts of PASS, UNSUPPORTED and SKIPPED results (large runs, "
                          "less memory and smaller JSON)")
+    group.addoption("--smtp-progress", choices=["off", "auto", "live", "lines"], default="off",
+                    help="progress while the run goes: live (a line per target redrawn in place), lines (a line "
+                         "per target every few seconds, for CI), auto (live on a terminal, else lines); "
+                         "replaces pytest's dots")
     group.addoption("--smtp-shard", metavar="I/N", help="run only the I-th of N shards (1-based); merge the JSONs")
     group.addoption("--smtp-baseline", metavar="PATH",
                     help="expected deviations of the --smtp-target servers: baselined results do not fail the run; "
@@ -116,6 +127,11 @@ class SmtpSession:
         self.registered_marks: set[str] = set()
         self.baselines: dict[str, Baseline] = {}
         self.shard: tuple[int, int] | None = None
+        self.progress: Progress | None = None
+        self.unusable: dict[str, str] = {}  # label -> why it could not be started or reached
+        self.nothing_ran = False  # no target usable: the last reports stay as they were
+        self.interrupted = False  # Ctrl-C or SIGTERM (not pytest's "errors during collection")
+        self.problems.extend(_output_problems(config))
         try:
             self._build_targets()
             self._load_baselines()
@@ -163,16 +179,30 @@ class SmtpSession:
             problems.extend(str(p) for p in file_problems)
             for target in found:
                 self.targets.append(target)
-                self.repro[target.label] = f"--smtp-targets {shlex.quote(path)}"
+                self.repro[target.label] = f"--smtp-targets {shlex.quote(str(Path(path).resolve()))}"
         if not specs and not path:
             target = parse_target("builtin", params)
             self.targets.append(target)
             self.repro[target.label] = "--smtp-target builtin" + extra
+        problems += self._per_target_params()
         labels = [t.label for t in self.targets]
         for label in sorted({x for x in labels if labels.count(x) > 1}):
             problems.append(f"two targets share the label '{label}': give them names with LABEL=TARGET")
         if problems:
             raise ConfigError(problems)
+
+    def _per_target_params(self) -> list[str]:
+        given, problems = [], []
+        for text in self.config.getoption("smtp_target_param"):
+            label, _, rest = text.partition(":")
+            name, sep, value = rest.partition("=")
+            if not sep:
+                problems.append(f"--smtp-target-param {text!r}: expected LABEL:NAME=VALUE")
+                continue
+            given.append((label, name.replace("-", "_"), value))
+            if label in self.repro:
+                self.repro[label] += f" --smtp-target-param {shlex.quote(text)}"
+        return problems + per_target_changes(given, self.targets)
 
     def get_runner(self) -> Runner:
         if self.runner is None:
@@ -199,7 +229,50 @@ class SmtpSession:
         """Submit every selected item up front; the runner's semaphore bounds what runs at once."""
         if _is_worker(self.config) or self.config.option.collectonly:
             return
-        self._prefetch([i for i in session.items if isinstance(i, ScenarioItem)])
+        if not session.items and not self.config.pluginmanager.has_plugin("dsession"):
+            # nothing selected (an expression -k that matches nothing): the last reports stay as they were
+            self.nothing_ran = True
+            _drop_junit(self.config)
+            return None
+        items = [i for i in session.items if isinstance(i, ScenarioItem)]
+        if items and not self._probe_first(session, items):
+            return True  # type: ignore[return-value]  # no target usable: nothing runs
+        items = [i for i in session.items if isinstance(i, ScenarioItem)]
+        self._start_progress(items)
+        self._prefetch(items)
+        return None
+
+    def _probe_first(self, session: pytest.Session, items: list[ScenarioItem]) -> bool:
+        """Start and probe every target with selected scenarios before any scenario runs: an unusable one is
+        named once (with its cause) and its scenarios are dropped; False when no target is usable."""
+        labels = list(dict.fromkeys(i.target_label for i in items))
+        self.unusable = self.get_runner().probe(labels)
+        for label, why in self.unusable.items():
+            line = why if why.startswith(label) else f"{label}: {why}"
+            sys.stderr.write(f"target {line}\n")
+        if not self.unusable or self.config.getoption("smtp_keep_unusable"):
+            return True
+        dropped = [i for i in session.items if getattr(i, "target_label", None) in self.unusable]
+        self.config.hook.pytest_deselected(items=dropped)
+        session.items[:] = [i for i in session.items if i not in dropped]
+        if len(self.unusable) == len(labels):
+            sys.stderr.write("no usable target: nothing was run and no report was written\n")
+            self.nothing_ran = True
+            _drop_junit(self.config)
+            return False
+        return True
+
+    def _start_progress(self, items: list[ScenarioItem]) -> None:
+        mode = self.config.getoption("smtp_progress")
+        if mode == "off" or not items:
+            return
+        stream = os.fdopen(os.dup(2), "w", buffering=1, errors="replace")  # fd 2 is captured while items run
+        live = mode == "live" or (mode == "auto" and stream.isatty() and os.environ.get("TERM") != "dumb")
+        totals: dict[str, int] = {}
+        for item in items:
+            totals[item.target_label] = totals.get(item.target_label, 0) + 1
+        self.progress = Progress(self.get_runner().progress, totals, stream, live=live)
+        self.progress.start()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -227,6 +300,8 @@ class SmtpSession:
         if result is None or report.when != "call":
             return None
         category, letter, word = STATUS.get(result["outcome"], ("passed", ".", "PASS"))
+        if self.progress is not None and self.config.get_verbosity() <= 0:
+            letter = ""  # the progress lines say it (pytest's letters would come in collection order)
         if result.get("baselined"):
             return "baselined", "b", f"{word} (baselined)"
         if result["outcome"] == "non-strict" and report.failed:
@@ -258,12 +333,27 @@ class SmtpSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.interrupted and self.runner is not None:
+            self._take_completed(session)
         self.close()
         if _is_worker(self.config):
             self.config.workeroutput["smtp_targets"] = list(self.identities.values())  # type: ignore[attr-defined]
             return
-        self.document = self._document()
         self.written: list[str] = []
+        if self.nothing_ran or self.problems:
+            if self.unusable or self.problems:
+                session.exitstatus = 2
+            return
+        interrupted = self.interrupted and session.exitstatus == pytest.ExitCode.INTERRUPTED
+        if interrupted:
+            session.exitstatus = 130  # Ctrl-C or SIGTERM: the shell's 128+SIGINT, not pytest's usage error
+            if not self.results:
+                return  # stopped before any result: the last reports stay as they were
+        self.document = self._document()
+        if interrupted:
+            self.document["run"]["interrupted"] = True  # the partial report says so
         json_path, html_path = self.config.getoption("smtp_json"), self.config.getoption("smtp_html")
         if json_path:
             write_json(self.document, Path(json_path))
@@ -297,6 +387,21 @@ class SmtpSession:
         junit = getattr(self.config.option, "xmlpath", None)  # pytest's junitxml wrote it already (we run last)
         if junit:
             mark_non_strict(Path(junit), self.results, opt("smtp_junit_non_strict"))
+
+    def _take_completed(self, session: pytest.Session) -> None:
+        """Interrupted: what finished before it counts, even when pytest had not asked for it yet."""
+        assert self.runner is not None
+        items = {(i.scenario.id, i.target_label): i for i in session.items if isinstance(i, ScenarioItem)}
+        seen = {(r["id"], r["target"]) for r in self.results}
+        for r in self.runner.completed():
+            key = (r["id"], r["target"])
+            if key in seen:
+                continue
+            item = items.get(key)
+            if item is not None:
+                r["nodeid"] = item.nodeid
+                r["reproduce"] = reproduce_line(item, self.repro.get(item.target_label, ""))
+            self.results.append(r)
 
     def _document(self) -> dict[str, Any]:
         ordered = []
@@ -333,7 +438,7 @@ class SmtpSession:
         return written
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if _is_worker(self.config) or not self.results:
+        if _is_worker(self.config) or not self.results or not hasattr(self, "document"):
             return
         summary = self.document["summary"]
         tr = terminalreporter
@@ -366,8 +471,40 @@ class SmtpSession:
             for line in annotations(self.document):
                 tr.write_line(line)
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.interrupted = type(excinfo.value) is KeyboardInterrupt  # pytest's own Interrupted is a subclass
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close()
+
+
+def _output_problems(config: pytest.Config) -> list[str]:
+    """Report paths that cannot be written, found before anything runs."""
+    problems = []
+    for option, path in (("--smtp-json", config.getoption("smtp_json")), ("--smtp-html", config.getoption("smtp_html")),
+                         ("--junitxml", getattr(config.option, "xmlpath", None))):
+        why = unwritable(Path(path)) if path else None
+        if why:
+            problems.append(f"{option}: {why}")
+    return problems
+
+
+def _drop_junit(config: pytest.Config) -> None:
+    """Nothing ran: keep the last JUnit XML instead of letting the junitxml plugin replace it with an empty one."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        del config.stash[xml_key]
+        config.pluginmanager.unregister(xml)
+
+
+def reproduce_line(item: pytest.Item, target_args: str) -> str:
+    """A command that replays one result from any folder: the scenario file by its absolute path."""
+    path = item.path.resolve()
+    extra = "" if "scenarios" in path.parts else f" --smtp-scenarios {shlex.quote(str(path))}"
+    node = f"{path}::{item.name}"
+    return f"pytest -p no:cacheprovider {shlex.quote(node)}{extra} {target_args}".strip()
 
 
 def _param_args(config: pytest.Config) -> str:
@@ -483,7 +620,7 @@ class ScenarioItem(pytest.Item):
                 "pass", "unsupported", "skipped"):
             result["transcript"] = []  # the runner keeps every result until the end: free the bulk now
         result["nodeid"] = self.nodeid
-        result["reproduce"] = f"pytest {shlex.quote(self.nodeid)} {state.repro.get(self.target_label, '')}".strip()
+        result["reproduce"] = reproduce_line(self, state.repro.get(self.target_label, ""))
         self.smtp_result = result
         self.user_properties.append(("smtp_outcome", result["outcome"]))
         outcome = result["outcome"]

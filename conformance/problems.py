@@ -75,10 +75,12 @@ def _describe_error(error: ValidationError, defs: dict[str, Any] | None = None) 
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
-        return f"{prefix}unknown key '{extra[0]}' (allowed: {', '.join(allowed)})"
+        return f"{prefix}unknown key '{extra[0]}'{did_you_mean(extra[0], allowed)} (allowed: {', '.join(allowed)})"
     if error.validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
-        return f"{prefix}{error.instance!r} is not one of: {choices}"
+        hint = did_you_mean(error.instance, [str(c) for c in error.validator_value]) if isinstance(
+            error.instance, str) else ""
+        return f"{prefix}{error.instance!r} is not one of: {choices}{hint}"
     if error.validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
@@ -86,6 +88,14 @@ def _describe_error(error: ValidationError, defs: dict[str, Any] | None = None) 
     if error.validator == "pattern":
         return f"{prefix}{short_value(error.instance)} does not match the pattern {error.validator_value}"
     return prefix + error.message.replace("\n", " ")[:200]
+
+
+def did_you_mean(word: str, choices: list[str], n: int = 2, cutoff: float = 0.6) -> str:
+    """`; did you mean 'x'?` for a close match among `choices`, else nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=n, cutoff=cutoff)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def short_value(value: Any) -> str:

@@ -168,3 +168,22 @@ def write_json(document: dict[str, Any], path: Path) -> None:
 
 def fails_run(outcome: str, strict: bool) -> bool:
     return outcome in ("fail", "error") or (strict and outcome == "non-strict")
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a report cannot be written to `path` (checked before a run, so that a run never ends in a
+    traceback after minutes of work), or None when it can."""
+    import os
+
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot create {path}: {parent} is a file, not a folder"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"cannot write {path}: permission denied"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {path}: {parent} is not writable"
+    return None

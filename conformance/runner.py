@@ -87,6 +87,12 @@ class Runner:
         self._slots: asyncio.Semaphore | None = None
         self._target_slots: dict[str, asyncio.Semaphore] = {}
         self._closed = False
+        # progress: results done and outcomes per target, dialogues in flight (guarded by _lock)
+        self._done: dict[str, int] = {}
+        self._outcomes: dict[str, dict[str, int]] = {}
+        self._running: dict[tuple[str, str], float] = {}
+        self._dialogues: dict[tuple[str, str], Dialogue] = {}
+        self._notable: list[tuple[str, str, str, str]] = []  # FAIL/NON-STRICT/ERROR in completion order
 
     # ----- public API, called from pytest's thread ---------------------------------------------
     def submit(self, scenario: Scenario, label: str) -> concurrent.futures.Future[dict[str, Any]]:
@@ -109,6 +115,30 @@ class Runner:
             if task is not None and task.done() and not task.cancelled():
                 out.append(task.result().identity())
         return out
+
+    def probe(self, labels: list[str], timeout: float | None = None) -> dict[str, str]:
+        """Start and probe these targets (connect, greeting) before any scenario runs; returns the unusable
+        ones: label -> the one-line reason (not started, refused, does not resolve, timed out...)."""
+        async def all_states() -> list[TargetState]:
+            return list(await asyncio.gather(*(self._state(label) for label in labels)))
+
+        states = asyncio.run_coroutine_threadsafe(all_states(), self.loop).result(timeout)
+        return {s.target.label: s.error for s in states if s.error}
+
+    def progress(self) -> dict[str, Any]:
+        """For a progress line: results done per target, outcomes so far, and the dialogues in flight
+        (scenario id, target, seconds running, what it waits for)."""
+        with self._lock:
+            return {"done": dict(self._done), "outcomes": {k: dict(v) for k, v in self._outcomes.items()},
+                    "notable": list(self._notable),
+                    "running": [(sid, label, self.loop.time() - since, self._dialogues[(sid, label)].progress_note)
+                                for (sid, label), since in self._running.items()]}
+
+    def completed(self) -> list[dict[str, Any]]:
+        """The results finished so far, in no particular order (an interrupted run reports them)."""
+        with self._lock:
+            futures = list(self._futures.values())
+        return [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
 
     def widen_start_pool(self, workers: int) -> None:
         """Let up to `workers` targets start at once (each start runs in a thread of the loop's executor)."""
@@ -134,6 +164,18 @@ class Runner:
 
     # ----- inside the loop ---------------------------------------------------------------------
     async def _run(self, scenario: Scenario, label: str) -> dict[str, Any]:
+        entry = await self._play(scenario, label)
+        with self._lock:
+            self._done[label] = self._done.get(label, 0) + 1
+            counts = self._outcomes.setdefault(label, {})
+            counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
+            self._running.pop((scenario.id, label), None)
+            self._dialogues.pop((scenario.id, label), None)
+            if entry["outcome"] in ("fail", "non-strict", "error"):
+                self._notable.append((scenario.id, label, entry["outcome"], entry["message"]))
+        return entry
+
+    async def _play(self, scenario: Scenario, label: str) -> dict[str, Any]:
         state = await self._state(label)
         if state.error:
             return result_entry(scenario, label, Outcome.ERROR, state.error, cause=state.cause)
@@ -174,6 +216,9 @@ class Runner:
                 settings = replace(settings, deadline=left)
             dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.target.mailbox(),
                                 profile=params.profile)
+            with self._lock:
+                self._running[(scenario.id, label)] = self.loop.time()
+                self._dialogues[(scenario.id, label)] = dialogue
             outcome = await dialogue.run()
         return result_entry(scenario, label, outcome.outcome, outcome.message, outcome, cause=outcome.cause)
 

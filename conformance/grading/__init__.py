@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import shutil
 import sys
 import tempfile
@@ -23,6 +25,7 @@ from typing import Any
 
 from ..loader import Loader, default_scenario_paths, load_requirement_ids
 from .isolation import Isolation, IsolationError
+from .reach import make_reachable
 from .report import _fmt, write_reports
 from .rubric import Plan, Student, load_rubric, load_students, make_plan
 from .run import run_class
@@ -33,7 +36,7 @@ __all__ = ["Student", "grade", "load_rubric", "load_students", "make_plan", "sco
 
 def grade(rubric_path: Path, students_path: Path, out: Path, *, scenarios: list[str] | None = None,
           concurrency: int = 4, timeout: float = 10.0, isolation: str = "auto", uid_base: int | None = None,
-          verbose: bool = False) -> int:
+          verbose: bool = False, quiet: bool = False) -> int:
     """`smtp-conformance grade`: 0 grades written, 1 written but the run was incomplete, 2 configuration errors."""
     problems: list[str] = []
     if concurrency < 1:
@@ -44,6 +47,7 @@ def grade(rubric_path: Path, students_path: Path, out: Path, *, scenarios: list[
     problems += [str(p) for p in rubric_problems]
     students, student_problems = load_students(students_path)
     problems += [str(p) for p in student_problems]
+    problems += _missing_folders(students)
     if out.exists() and not out.is_dir():
         problems.append(f"--out {out}: exists and is not a folder")
     if rubric is None or problems:
@@ -73,14 +77,22 @@ def grade(rubric_path: Path, students_path: Path, out: Path, *, scenarios: list[
         return _usage([str(exc)])
     if note:
         print(f"note: {note}", file=sys.stderr)
+    copies, unreachable = (make_reachable(students, iso.uids, iso._drop, Path.cwd()) if iso.mode == "uid"
+                           else (None, []))
+    if unreachable:
+        iso.cleanup()
+        _remove(copies)
+        return _usage(unreachable)
     started = dt.datetime.now(dt.UTC)
     private = Path(tempfile.mkdtemp(prefix="smtpc-grade-"))  # 0700: students cannot read what runs here
     try:
-        outcome = run_class(plan, students, iso, private, timeout=timeout, concurrency=concurrency, verbose=verbose)
+        outcome = run_class(plan, students, iso, private, timeout=timeout, concurrency=concurrency, verbose=verbose,
+                            quiet=quiet)
     finally:
         iso.sweep()
         iso.cleanup()
         shutil.rmtree(private, ignore_errors=True)
+        _remove(copies)
     finished = dt.datetime.now(dt.UTC)
     run = {"started": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "finished": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
            "duration_s": round(outcome.duration_s, 3), "complete": outcome.complete, "note": outcome.note,
@@ -97,6 +109,24 @@ def grade(rubric_path: Path, students_path: Path, out: Path, *, scenarios: list[
     return 0 if outcome.complete else 1
 
 
+def _remove(copies: Path | None) -> None:
+    """Remove the read-only copies of student folders (their files and folders are read-only)."""
+    if copies is None:
+        return
+    for root, dirs, _ in os.walk(copies):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(root, name), 0o755)
+    copies.chmod(0o755)
+    shutil.rmtree(copies, ignore_errors=True)
+
+
+def _missing_folders(students: list[Student]) -> list[str]:
+    """A student whose folder does not exist is named before anything runs (not graded 0.00)."""
+    return [f"student {s.label}: folder {s.entry['workdir']} does not exist"
+            for s in students if s.entry.get("workdir") and not Path(s.entry["workdir"]).is_dir()]
+
+
 def _usage(problems: list[str]) -> int:
     for line in problems:
         print(line, file=sys.stderr)
@@ -109,4 +139,4 @@ def _print_summary(plan: Plan, records: list[dict[str, Any]]) -> None:
     print(f"{'student':<{width}}  " + "  ".join(f"{n[:12]:>12}" for n in names) + f"  {'total':>8}  status")
     for r in records:
         cells = "  ".join(f"{_fmt(r['categories'][n]['points']):>12}" for n in names)
-        print(f"{r['label']:<{width}}  {cells}  {r['total']:>8.2f}  {r['status'][:60]}")
+        print(f"{r['label']:<{width}}  {cells}  {r['total']:>8.2f}  {r['status'][:300]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..failure import Failure
@@ -74,7 +75,8 @@ def explain(result: Mapping[str, Any], timeout: float, time_limit: float | None)
 
 
 def reproduce_commands(student: Student, result: Mapping[str, Any]) -> list[str]:
-    node = f"{result.get('file')}::{result.get('id')}[{student.label}]"
+    # the scenario file by its absolute path: the line works from the student's own folder
+    node = f"{Path(str(result.get('file'))).resolve()}::{result.get('id')}[{student.label}]"
     if student.kind == "command":
         target = f"{student.label}=cmd:{student.entry['command']}"
     elif student.kind == "address":

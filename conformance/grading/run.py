@@ -55,7 +55,7 @@ def run_deadline(plan: Plan, targets: list[dict[str, Any]], timeout: float) -> f
 
 
 def run_class(plan: Plan, students: list[Student], iso: Isolation, private: Path, *, timeout: float,
-              concurrency: int, verbose: bool = False) -> RunOutcome:
+              concurrency: int, verbose: bool = False, quiet: bool = False) -> RunOutcome:
     """One pytest run for the whole class; returns its results document (None if it produced none)."""
     import yaml
 
@@ -76,7 +76,8 @@ def run_class(plan: Plan, students: list[Student], iso: Isolation, private: Path
            "-o", "console_output_style=classic",
            *plan.files, "--smtp-targets", str(targets_file), "--smtp-json", str(results),
            "--smtp-timeout", f"{timeout:g}", "--smtp-concurrency", str(max(1, total_slots)),
-           "--smtp-grading-select", str(select_file), "--smtp-transcripts", "non-pass"]
+           "--smtp-grading-select", str(select_file), "--smtp-transcripts", "non-pass",
+           "--smtp-progress", "off" if quiet else "lines", "--smtp-keep-unusable"]
     if verbose:
         print("grading run: " + shlex.join(cmd), file=sys.stderr)
     # PYTEST_ADDOPTS could bring -n (xdist): every worker would start its own copy of every student
@@ -89,7 +90,7 @@ def run_class(plan: Plan, students: list[Student], iso: Isolation, private: Path
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
         try:
-            proc.wait(timeout=deadline)
+            _wait_showing_progress(proc, deadline, log_path)
         except subprocess.TimeoutExpired:
             complete, note = False, f"the suite run did not finish within {deadline:.0f} s and was stopped"
             _stop_group(proc)
@@ -115,6 +116,30 @@ def run_class(plan: Plan, students: list[Student], iso: Isolation, private: Path
     if verbose:
         print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
     return RunOutcome(document, raw, complete, note, duration, swept)
+
+
+def _wait_showing_progress(proc: subprocess.Popen[bytes], deadline: float, log_path: Path) -> None:
+    """Wait for the run; meanwhile pass on its per-student progress lines (one per student every few seconds)."""
+    ends = time.monotonic() + deadline
+    shown = 0
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, min(1.0, ends - time.monotonic())))
+            done = True
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= ends:
+                raise
+            done = False
+        with contextlib.suppress(OSError), open(log_path, "rb") as log:
+            log.seek(shown)
+            text = log.read()
+            complete = text[:text.rfind(b"\n") + 1]
+            shown += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            if line.startswith("progress: "):
+                print(line.replace("progress: ", "progress: student ", 1), file=sys.stderr, flush=True)
+        if done:
+            return
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:

@@ -76,7 +76,8 @@ def score_students(plan: Plan, students: list[Student], document: dict[str, Any]
             "categories": cats, "scenarios": scenarios,
             "hidden": {"checks": len(hidden), "passed": sum(1 for s in hidden if s["credit"] == 1.0)},
             "not_run": not_run, "errors": errors, "identity": identity,
-            "status": _status(identity, not_run, errors, len(scenarios), missing_note if not results else ""),
+            "status": _status(identity, not_run, errors, len(scenarios), missing_note if not results else "",
+                              student.spec),
         })
     records.sort(key=lambda r: (-round(r["total"], 6), r["label"]))
     for rank, record in enumerate(records, 1):
@@ -89,10 +90,16 @@ def unanswered(result: Mapping[str, Any]) -> bool:
     return result.get("cause") in (Cause.TIMEOUT, Cause.SCENARIO_TIMEOUT)
 
 
-def _status(identity: Mapping[str, Any], not_run: int, errors: int, count: int, missing: str) -> str:
+def _status(identity: Mapping[str, Any], not_run: int, errors: int, count: int, missing: str,
+            command: str = "") -> str:
     if missing:
         return missing
     problem = str(identity.get("error") or "")
+    wrapped = str(identity.get("spec") or "")
+    if problem and wrapped and command:
+        # the run saw the command inside the grader's isolation wrapper (prlimit … setpriv …): show the student's
+        for form in (repr(wrapped), repr(wrapped.removeprefix("cmd:")), wrapped, wrapped.removeprefix("cmd:")):
+            problem = problem.replace(form, repr(command))
     if problem:
         return problem[:300]
     parts = []

@@ -443,6 +443,7 @@ def _run_info(run: Mapping[str, Any]) -> dict[str, str]:
         "duration": _fmt_seconds(run.get("duration_s"), 2),
         "argv": _s(argv),
         "strict": "yes" if run.get("strict") else "no",
+        "interrupted": "yes" if run.get("interrupted") else "",
     }
 
 

@@ -149,6 +149,39 @@ def option_kwargs(p: Param) -> dict[str, Any]:
     return {"metavar": p.name.upper(), "help": p.help}
 
 
+_LABELLED = re.compile(r"^([A-Za-z0-9_.-]+)=(.*)$")
+
+
+def split_labelled(value: str, labels: list[str]) -> tuple[str | None, str]:
+    """`LABEL=VALUE` naming one of `labels` -> (LABEL, VALUE); anything else applies to every target."""
+    match = _LABELLED.match(value)
+    if match and match.group(1) in labels:
+        return match.group(1), match.group(2)
+    return None, value
+
+
+def per_target_changes(given: list[tuple[str, str, str]], targets: list[Target]) -> list[str]:
+    """Apply (label, parameter name, value) to the targets so labelled (`--mailbox LABEL=VALUE`); the problems
+    found, one line each."""
+    by_label = {t.label: t for t in targets}
+    names = {p.name: p for p in parameters()}
+    problems = []
+    for label, name, value in given:
+        p = names.get(name)
+        if p is None or label not in by_label:
+            problems.append(f"--{name.replace('_', '-')} {label}=…: no target is labelled {label!r} "
+                            f"(labels: {', '.join(by_label) or 'none'})")
+            continue
+        if p.choices and value not in p.choices:
+            problems.append(f"--{p.option} {label}={value}: expected one of {', '.join(p.choices)}")
+            continue
+        changes, wrong = parameter_changes({name: value})
+        problems += [f"--{p.option} {label}=…: {message}" for _, message in wrong]
+        target = by_label[label]
+        target.params = target.params.with_(**changes)
+    return problems
+
+
 def parameter_changes(given: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """TargetParams changes from parameter values by name (from any front door), and the problems found as
     (parameter name, message): the one place USER:PASSWORD and mailbox specs are checked."""

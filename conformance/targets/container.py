@@ -28,6 +28,7 @@ from typing import Any
 
 from ..escapes import escape_bytes
 from ..mailbox import MAX_MESSAGES, MAX_OCTETS, Mailbox, MailboxError, parse_mailbox
+from ..problems import did_you_mean
 from .base import Endpoint, Target, TargetError, TargetParams, sanitize_label
 
 LABEL = "org.smtp-conformance"
@@ -267,7 +268,8 @@ class ImageTarget(Target):
         defaults = Preset(image="", port=25)
         if preset is not None:
             if preset not in PRESETS:
-                raise TargetError(f"target {spec!r}: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+                raise TargetError(f"target {spec!r}: unknown preset {preset!r}{did_you_mean(preset, list(PRESETS))} "
+                                  f"(known: {', '.join(PRESETS)})")
             defaults = PRESETS[preset]
         image = (image or defaults.image).strip()
         if not image:

@@ -145,8 +145,10 @@ class ProcessTarget(Target):
         assert self._proc is not None
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
+                last = [line.strip() for line in self._tail("stderr", 2000).splitlines() if line.strip()][-3:]
                 raise TargetError(f"{self.label}: process exited with status {self._proc.returncode} before "
-                                  f"listening on port {self._port}; stderr: {self._tail('stderr', 300)!r}")
+                                  f"listening on port {self._port}; last stderr lines: "
+                                  + (" | ".join(last)[-400:] if last else "(none)"))
             try:
                 with socket.create_connection((self.host, self._port), timeout=1.0):
                     return

@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from ..problems import Problem, schema_problems
+from ..problems import Problem, did_you_mean, schema_problems
 from ..yamlload import YamlError, load_documents
 from .address import AddressTarget
 from .base import Target, TargetError, TargetParams, parameter_changes, parameters, sanitize_label
@@ -55,7 +55,9 @@ def parse_target(text: str, params: TargetParams | None = None) -> Target:
             raise TargetError(f"target {text!r}: port out of range")
         host = hp.group("v6") or hp.group("host")
         return AddressTarget(label=sanitize_label(label or text), spec=text, params=params, host=host, port=port)
-    raise TargetError(f"target {text!r} is not builtin, HOST:PORT, cmd:COMMAND or image:NAME")
+    kind = text.partition(":")[0]
+    hint = did_you_mean(kind, ["builtin", "cmd", "command", "image", "preset"]) if ":" in text else ""
+    raise TargetError(f"target {text!r} is not builtin, HOST:PORT, cmd:COMMAND, image:NAME or preset:NAME{hint}")
 
 
 def _schema() -> dict[str, Any]:

@@ -258,7 +258,8 @@ def test_failed_rules_are_explained_in_plain_language(class_run: ClassRun) -> No
     assert "250 2.1.5" in section  # what came back
     assert "the RFC allows 503, but your server answered" in section
     assert "the server MUST return a 503" in section  # the RFC quote
-    assert "pytest &#39;tests/grading/scenarios/sequencing.yaml::g-seq-rcpt-before-mail[no-sequencing]&#39;" in section
+    # the scenario by its absolute path: the line works from the student's own folder
+    assert f"pytest &#39;{SCENARIOS}/sequencing.yaml::g-seq-rcpt-before-mail[no-sequencing]&#39;" in section
     assert "--smtp-target &#39;no-sequencing=cmd:" in section  # the student's own command, not the wrapper
     assert "setpriv" not in page and "prlimit" not in page
     hang = (class_run.out / "students" / "hang.html").read_text()

@@ -281,10 +281,15 @@ def test_broken_images_are_errors(session: str, tmp_path: Path) -> None:
                 "exits": "container exited with status 3 before greeting; log: main.cf is broken",
                 "mute": "no 220 greeting on 127.0.0.1:",
                 "noexec": "/no/such/binary"}
-    run = run_suite("--smtp-targets", str(targets), paths=[node(label) for label in expected], tmp=tmp_path)
+    # --smtp-keep-unusable: their scenarios are kept as ERRORs, so that the report shows the identities
+    run = run_suite("--smtp-targets", str(targets), "--smtp-keep-unusable", paths=[node(label) for label in expected],
+                    tmp=tmp_path)
     elapsed = time.monotonic() - started
     assert run.exit_code == 1, run.stdout[-3000:]
     for label, words in expected.items():
+        # probed before any scenario ran: one line each, with the cause
+        named = [line for line in run.stderr.splitlines() if line.startswith(f"target {label}: ")]
+        assert len(named) == 1 and words in named[0], (label, run.stderr[-3000:])
         assert run.outcomes(label) == {SEQUENCING_ID: "error"}, (label, run.stdout[-3000:])
         message = run.result(SEQUENCING_ID, label)["message"]
         assert words in message and "\n" not in message and "Traceback" not in message, (label, message)

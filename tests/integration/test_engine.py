@@ -48,7 +48,9 @@ def test_builtin_outcomes_and_documented_json() -> None:
     assert miss["message"] == "Expected: 554 / Actual: 250 2.0.0 OK"
     assert miss["step"]["line"] > 0 and "expect: 554" in miss["step"]["yaml"]
     assert miss["decisive_code"] == 250
-    assert "pytest 'tests/corpus/engine/scenarios/features.yaml::engine-must-miss[builtin]'" in miss["reproduce"]
+    # the scenario by its absolute path: the line works from any folder (tests/integration/test_newcomer.py)
+    features = REPO / "tests/corpus/engine/scenarios/features.yaml"
+    assert f"pytest -p no:cacheprovider '{features}::engine-must-miss[builtin]'" in miss["reproduce"]
     quit_close = run.result("engine-quit-close")
     assert quit_close["connection"] == "closed"
     assert quit_close["codes"] == [220, 250, 221]

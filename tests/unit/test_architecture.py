@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("scenario files", {"loader", "baseline"}),
     ("engine", {"reply", "connection", "dialogue"}),
     ("targets", {"targets"}),
-    ("run", {"runner", "results", "merge", "failure"}),
+    ("run", {"runner", "results", "merge", "failure", "progress"}),
     ("catalog and reports", {"catalog", "report"}),
     ("pytest plugin", {"plugin"}),
     ("grading", {"grading"}),
