@@ -239,7 +239,8 @@ def test_scenario_budget_shorter_than_the_rfc_is_info(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "budget.yaml").write_text(
         "id: unit-budget\ntitle: a message under a short budget\nrfc: 5321\nsection: 4.1.1.4\nlevel: MUST\n"
-        "quote: If the processing is successful, the receiver MUST send an OK reply.\ntimeout: 3\nsteps:\n"
+        "quote: If the processing is successful, the receiver MUST send an OK reply.\ntimeout: 3\nstored: unchecked\n"
+            "steps:\n"
         "  - use: transaction\n  - send: DATA\n    expect: 354\n  - message: hello\n    expect: 250\n")
     run = _run(tmp_path, [_target(tmp_path, "slow", "slow-data-end", tls=False, delay=6)], "--smtp-timeout", "30",
                paths=[str(folder / "budget.yaml")])
