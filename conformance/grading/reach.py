@@ -63,9 +63,33 @@ def _size(folder: Path) -> int:
     return total
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def _read_only_copy(source: Path, into: Path) -> Path:
+    """A read-only copy of `source` in `into`, bounded: it never takes more than MAX_COPY octets of disk, and
+    never copies `into` into itself (a folder holding the copies may sit inside the student's folder)."""
     target = into / f"{len(list(into.iterdir())):03d}-{source.name or 'root'}"
-    shutil.copytree(source, target, symlinks=True, ignore=SKIP)
+    holder = into.resolve()
+    copied = 0
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = set(SKIP(folder, names))
+        return skipped | {n for n in names if Path(folder, n).resolve() in (holder, target.resolve())}
+
+    def bounded_copy(src: str, dst: str) -> str:
+        nonlocal copied
+        copied += os.lstat(src).st_size
+        if copied > MAX_COPY:
+            raise _TooLarge(source)
+        return shutil.copy2(src, dst)
+
+    try:
+        shutil.copytree(source, target, symlinks=True, ignore=ignore, copy_function=bounded_copy)
+    except _TooLarge:  # not an OSError: copytree lets it through at once
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     for root, dirs, files in os.walk(target):
         for name in dirs:
             os.chmod(os.path.join(root, name), 0o555)
@@ -110,7 +134,13 @@ def make_reachable(students: list[Student], uids: dict[str, int], drop: Callable
                 if holder is None:
                     holder = Path(tempfile.mkdtemp(prefix="smtpc-grade-code-"))
                     holder.chmod(0o711)
-                copies[folder] = _read_only_copy(folder, holder)
+                try:
+                    copies[folder] = _read_only_copy(folder, holder)
+                except _TooLarge:
+                    problems.append(f"student {s.label}: folder {folder} is not readable by the student's uid and "
+                                    f"too large to copy (over {MAX_COPY // 2**20} MB); make it readable (chmod o+rx "
+                                    "on it and the folders above) or grade with --isolation none")
+                    continue
             s.entry["workdir"] = str(copies[folder])
             code = attempt(uid, str(copies[folder]), prog)
         if code == 5:
