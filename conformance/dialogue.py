@@ -93,6 +93,7 @@ class _Stop(Exception):
     """Ends the dialogue early; the verdict is already recorded."""
 
 
+MAX_FINDINGS = 20  # distinct findings kept per dialogue: a hostile server cannot grow a result with them
 ENHANCED_AT_START = re.compile(rb"^([245])\.\d{1,3}\.\d{1,3}(?= |$)")
 
 
@@ -278,7 +279,7 @@ class Dialogue:
             self.last_code = obs.code
             self.last_text = obs.text
             for finding in obs.findings:
-                if finding not in self.findings:
+                if finding not in self.findings and len(self.findings) < MAX_FINDINGS:
                     self.findings.append(finding)
             if expect.captures_ehlo and obs.code == 250:
                 self.keywords = obs.keywords()

@@ -88,7 +88,13 @@ class Runner:
             return future
 
     def result(self, scenario: Scenario, label: str) -> dict[str, Any]:
-        return self.submit(scenario, label).result()
+        """The result, handed over once: the runner keeps no finished result (memory stays flat)."""
+        future = self.submit(scenario, label)
+        try:
+            return future.result()
+        finally:
+            with self._lock:
+                self._futures.pop((scenario.id, label), None)
 
     def identities(self) -> list[dict[str, Any]]:
         """Identity of every target this runner started or tried to (call after close() for final logs)."""
