@@ -7,6 +7,8 @@ import contextlib
 import errno
 import os
 import ssl
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from .escapes import escape_bytes
@@ -16,6 +18,13 @@ from .transcript import Transcript
 
 READ_SIZE = 64 * 1024
 MAX_TOTAL_READ = 32 * 1024 * 1024  # per connection: a flooding server cannot fill our memory
+# After this long without a byte, a waiting dialogue gives its concurrency slot to a live one (it takes one
+# again when bytes arrive), so that timeouts overlap instead of queueing behind each other.
+IDLE_AFTER = 0.2
+# "421 too many connections" as the very first reply (Exim over smtp_accept_max, …): wait, then reconnect
+BUSY_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 4.0, 8.0, 8.0, 8.0)
+
+Idle = Callable[[], AbstractAsyncContextManager[None]]
 
 
 @dataclass
@@ -78,8 +87,11 @@ def make_tls_context(verify: bool, cafile: str | None = None) -> ssl.SSLContext:
 
 
 class Connection:
-    def __init__(self, transcript: Transcript) -> None:
+    def __init__(self, transcript: Transcript, idle: Idle | None = None) -> None:
         self.transcript = transcript
+        self.idle = idle  # releases the runner's slot for a wait (see IDLE_AFTER)
+        self.replies = 0  # complete replies returned so far
+        self.sent_octets = 0
         self.parser = ReplyParser()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -121,6 +133,7 @@ class Connection:
             if n and delay:
                 await asyncio.sleep(delay)
             self.transcript.sent(piece)
+            self.sent_octets += len(piece)
             if self.ended:
                 continue
             try:
@@ -141,6 +154,7 @@ class Connection:
         while True:
             reply = self.parser.next_reply(eof=self.ended is not None)
             if reply is not None:
+                self.replies += 1
                 return reply
             if self.ended:
                 return Event(self.ended)
@@ -151,7 +165,7 @@ class Connection:
                 self.transcript.event(f"no complete reply within {timeout:g} s")
                 return Event("timeout", partial)
             try:
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), remaining)
+                data = await self._read(remaining)
             except TimeoutError:
                 continue
             except (ConnectionResetError, BrokenPipeError):
@@ -171,6 +185,23 @@ class Connection:
             self.parser.feed(data)
             if self.total_read > MAX_TOTAL_READ:
                 self._end("reset", f"more than {MAX_TOTAL_READ} octets received; gave up")
+
+    async def _read(self, timeout: float) -> bytes:
+        """One read within timeout; past IDLE_AFTER the wait goes on without holding a slot."""
+        assert self.reader is not None
+        if self.idle is None or timeout <= IDLE_AFTER:
+            return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+        try:
+            return await asyncio.wait_for(self.reader.read(READ_SIZE), IDLE_AFTER)
+        except TimeoutError:
+            pass
+        async with self.idle():
+            return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout - IDLE_AFTER)
+
+    def busy_at_connect(self, obs: Observation) -> bool:
+        """The first reply is a 421 before we sent anything: the server is full, not wrong (retry)."""
+        return isinstance(obs, Reply) and obs.code == 421 and not obs.truncated and self.replies == 1 \
+            and self.sent_octets == 0
 
     def _end(self, kind: str, detail: str = "") -> None:
         if not self.ended:

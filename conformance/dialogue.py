@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .connection import (
+    BUSY_RETRY_DELAYS,
     ConnectError,
     Connection,
     Event,
+    Idle,
     Observation,
     ResetOnConnect,
     TLSConnectError,
@@ -59,6 +61,8 @@ class Settings:
     deadline: float | None = None  # seconds left of the target's time limit: caps every budget
     delivery_timeout: float = 15.0  # how long stored mail may take to appear
     tls_context: Callable[[], ssl.SSLContext] | None = None
+    idle: Idle | None = None  # lends the runner's concurrency slot out while the dialogue only waits
+    busy: Callable[[], None] | None = None  # told when the server refused a connection as too many
 
 
 @dataclass
@@ -151,7 +155,7 @@ class Dialogue:
         self.settings = settings
         self.level = level or scenario.level
         self.transcript = Transcript()
-        self.conn = Connection(self.transcript)
+        self.conn = Connection(self.transcript, settings.idle)
         self.outcome = Outcome.PASS
         self.message = ""
         self.cause: str | None = None
@@ -168,7 +172,9 @@ class Dialogue:
 
     async def run(self) -> DialogueResult:
         started = time.monotonic()
-        budget = self.scenario.timeout or self.settings.budget
+        # a slow but correct server (2 s a reply, 100 recipients) must not run out of budget: it grows with the
+        # replies the scenario reads (RFC 5321 §4.5.3.2 allows minutes for each)
+        budget = self.scenario.timeout or max(self.settings.budget, SECONDS_PER_REPLY * _replies(self.scenario.actions))
         if self.settings.deadline is not None:
             budget = min(budget, self.settings.deadline)
         try:
@@ -215,7 +221,7 @@ class Dialogue:
             elif isinstance(action, StartTLS):
                 await self._starttls(action)
             elif isinstance(action, Sleep):
-                await asyncio.sleep(action.seconds)
+                await self._wait(action.seconds)
             elif isinstance(action, RequireKeywords):
                 self._require(action)
             elif isinstance(action, DeliveryCheck):
@@ -231,7 +237,7 @@ class Dialogue:
     async def _second_session(self, action: SecondSession) -> None:
         """A second connection while the first stays open; its replies are judged like the first's."""
         first, keywords = self.conn, self.keywords
-        self.conn = Connection(self.transcript)
+        self.conn = Connection(self.transcript, self.settings.idle)
         self.transcript.event("second connection (the first stays open)")
         ep = self.endpoint
         try:
@@ -271,9 +277,32 @@ class Dialogue:
             return f"BDAT {size}{' LAST' if payload.last else ''}\r\n".encode() + body
         return dot_stuff(body)
 
+    async def _wait(self, seconds: float) -> None:
+        """A pause that does not hold a concurrency slot others could use."""
+        async with self.settings.idle() if self.settings.idle else contextlib.nullcontext():
+            await asyncio.sleep(seconds)
+
+    async def _next_past_busy(self, timeout: float) -> Observation:
+        """The next observation; a "421 too many connections" at connect is waited out and reconnected."""
+        obs = await self.conn.next(timeout)
+        for delay in BUSY_RETRY_DELAYS:
+            if not self.conn.busy_at_connect(obs):
+                break
+            if self.settings.busy is not None:
+                self.settings.busy()  # fewer connections at once to this server from now on
+            self.transcript.event(f"421 before anything was sent: the server is busy; reconnecting in {delay:g} s")
+            await self.conn.close()
+            await self._wait(delay)
+            self.conn = Connection(self.transcript, self.settings.idle)
+            ep = self.endpoint
+            await self.conn.open(ep.host, ep.port, self.settings.timeout,
+                                 self._tls_context() if ep.implicit_tls else None, ep.server_hostname)
+            obs = await self.conn.next(timeout)
+        return obs
+
     async def _expect(self, expect: Expectation) -> None:
         timeout = expect.timeout or self.settings.timeout
-        obs = await self.conn.next(timeout)
+        obs = await self._next_past_busy(timeout)
         if isinstance(obs, Reply):
             self.codes.append(obs.code)
             self.last_code = obs.code
@@ -400,11 +429,11 @@ class Dialogue:
                 if settled or check.count == 0:
                     break
                 settled = True  # a second message (smuggled?) may still be on its way: look once more
-                await asyncio.sleep(0.5)
+                await self._wait(0.5)
                 continue
             if loop.time() >= deadline:
                 break
-            await asyncio.sleep(0.25)
+            await self._wait(0.25)
         self.transcript.event(f"mailbox {self.mailbox.spec}: {len(found)} stored message(s) with the token")
         for raw in found[:3]:
             self.transcript.event("stored: " + escape_bytes(raw[:4096]) + (" …" if len(raw) > 4096 else ""))
@@ -450,6 +479,22 @@ class Dialogue:
                 actual=actual or (describe(obs) if obs is not None else message),
             )
             self.decisive_code = obs.code if isinstance(obs, Reply) else None
+
+
+SECONDS_PER_REPLY = 3.0
+
+
+def _replies(actions: tuple[Action, ...]) -> int:
+    """How many replies a scenario reads (second sessions included)."""
+    count = 0
+    for action in actions:
+        if isinstance(action, Write):
+            count += len(action.expects)
+        elif isinstance(action, Read | StartTLS):
+            count += 1 if isinstance(action, Read) else 3
+        elif isinstance(action, SecondSession):
+            count += _replies(action.actions)
+    return count
 
 
 def _verdict_text(expect: Expectation, obs: Observation, note: str | None = None) -> str:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import resource
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from types import TracebackType
 from typing import Any
 
 from .connection import ConnectError, Connection, Event, ResetOnConnect, TLSConnectError, make_tls_context
@@ -21,6 +24,46 @@ from .reply import Reply
 from .results import result_entry
 from .targets.base import Endpoint, Target, TargetError
 from .transcript import Transcript
+
+# Open connections per target, parked ones included: a stalled server costs one timeout per step kind
+# instead of one per queued scenario, yet a real server's own limit (Exim: 20) is met with backoff, not FAILs.
+MAX_OPEN_PER_TARGET = 128
+
+
+def max_open_connections() -> int:
+    """Connections open at once in this process, well inside the file descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, min(4096, (soft if soft != resource.RLIM_INFINITY else 8192) // 2 - 64))
+
+
+class Slot:
+    """One of the runner's concurrency slots, held by a dialogue and lent out while it only waits."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self.semaphore = semaphore
+        self.held = False
+
+    async def __aenter__(self) -> Slot:
+        await self.semaphore.acquire()
+        self.held = True
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.held:
+            self.held = False
+            self.semaphore.release()
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        if self.held:
+            self.held = False
+            self.semaphore.release()
+        try:
+            yield
+        finally:
+            await self.semaphore.acquire()  # cancelled here: not held, so nothing is released twice
+            self.held = True
 
 
 @dataclass
@@ -75,6 +118,10 @@ class Runner:
         self._lock = threading.Lock()
         self._slots: asyncio.Semaphore | None = None
         self._target_slots: dict[str, asyncio.Semaphore] = {}
+        self._open: asyncio.Semaphore | None = None  # connections open in this process, parked ones too
+        self._target_open: dict[str, asyncio.Semaphore] = {}
+        self._target_cap: dict[str, int] = {}  # what _target_open allows now (lowered when a server is full)
+        self._target_busy: dict[str, int] = {}  # dialogues with a connection open, per target
         self._closed = False
 
     # ----- public API, called from pytest's thread ---------------------------------------------
@@ -148,13 +195,19 @@ class Runner:
         limit = state.target.params.time_limit
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
+            self._open = asyncio.Semaphore(max_open_connections())
         per_target = self._target_slots.get(label)
         if per_target is None and state.target.params.concurrency:
             per_target = self._target_slots[label] = asyncio.Semaphore(state.target.params.concurrency)
-        # the target's own limit first: a target with concurrency 1 must not sit on global slots it cannot use
-        async with per_target or contextlib.nullcontext(), self._slots:
+        target_open = self._target_open.setdefault(label, asyncio.Semaphore(MAX_OPEN_PER_TARGET))
+        assert self._open is not None
+        # the target's own limit first: a target with concurrency 1 must not sit on global slots it cannot use;
+        # its declared concurrency is never lent out (it is the server's limit), the global slot is
+        async with per_target or contextlib.nullcontext(), target_open, self._open, Slot(self._slots) as slot, \
+                self._counted(label):
             params = state.target.params
-            settings = replace(self.settings, tls_context=lambda: make_tls_context(verify=params.verify_tls))
+            settings = replace(self.settings, tls_context=lambda: make_tls_context(verify=params.verify_tls),
+                               idle=slot.lent, busy=lambda: self._server_full(label))
             if limit is not None:
                 left = state.started + limit - self.loop.time()
                 if left <= 0:
@@ -165,6 +218,24 @@ class Runner:
             dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.target.mailbox())
             outcome = await dialogue.run()
         return result_entry(scenario, label, outcome.outcome, outcome.message, outcome, cause=outcome.cause)
+
+    @contextlib.asynccontextmanager
+    async def _counted(self, label: str) -> AsyncIterator[None]:
+        self._target_busy[label] = self._target_busy.get(label, 0) + 1
+        try:
+            yield
+        finally:
+            self._target_busy[label] -= 1
+
+    def _server_full(self, label: str) -> None:
+        """The server said "too many connections": allow half as many as are open now, for the rest of the run
+        (the permits are taken by tasks that never give them back). Halving converges in a few refusals even
+        though the server counts connections we already closed for a while."""
+        cap = self._target_cap.get(label, MAX_OPEN_PER_TARGET)
+        wanted = max(1, min(cap, self._target_busy.get(label, 1)) // 2)
+        self._target_cap[label] = wanted
+        for _ in range(cap - wanted):
+            self.loop.create_task(self._target_open[label].acquire())
 
     async def _state(self, label: str) -> TargetState:
         task = self._states.get(label)
