@@ -25,9 +25,9 @@ class UsageError(Exception):
     pass
 
 
-def load_catalog(paths: list[str] | None, check_quotes: bool = False) -> Catalog:
+def load_catalog(paths: list[str] | None, check_quotes: bool = False, loader: Loader | None = None) -> Catalog:
     chosen = [Path(p) for p in paths] if paths else default_scenario_paths()
-    return Loader(load_requirement_ids(), check_quotes=check_quotes).load_paths(chosen)
+    return (loader or Loader(load_requirement_ids(), check_quotes=check_quotes)).load_paths(chosen)
 
 
 def _print_problems(catalog: Catalog) -> bool:
@@ -49,7 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .targets import TargetParams, load_targets_file, parse_target
     from .targets.base import TargetError
 
-    catalog = load_catalog(args.scenarios)
+    loader = Loader(load_requirement_ids())
+    catalog = load_catalog(args.scenarios, loader=loader)
     problems = [str(p) for p in catalog.problems]
     for spec in args.target:
         try:
@@ -106,7 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     pytest_args += args.pytest_args
     if args.verbose:
         print("pytest " + shlex.join(pytest_args), file=sys.stderr)
-    code = int(pytest.main(pytest_args))
+    from .plugin import LoaderHandoff
+
+    code = int(pytest.main(pytest_args, plugins=[LoaderHandoff(loader)]))  # the catalog is read once
     if code == 5:
         print("no scenarios selected (check -k / --tag)", file=sys.stderr)
         return EXIT_USAGE

@@ -73,6 +73,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="rewrite each target's baseline file from this run (keeps existing reasons)")
 
 
+class LoaderHandoff:
+    """Handed to pytest.main by the command line: the Loader that already read the catalog, so that
+    collection takes its scenarios instead of loading every file a second time."""
+
+    def __init__(self, loader: Loader) -> None:
+        self.loader = loader
+
+
 class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
@@ -93,7 +101,8 @@ class SmtpSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.strict: bool = config.getoption("smtp_strict")
-        self.loader = Loader(load_requirement_ids())
+        given = [p.loader for p in config.pluginmanager.get_plugins() if isinstance(p, LoaderHandoff)]
+        self.loader = given[0] if given else Loader(load_requirement_ids())
         self.targets: list[Target] = []
         self.repro: dict[str, str] = {}
         self.problems: list[str] = []
