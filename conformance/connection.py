@@ -92,6 +92,7 @@ class Connection:
         self.idle = idle  # releases the runner's slot for a wait (see IDLE_AFTER)
         self.replies = 0  # complete replies returned so far
         self.sent_octets = 0
+        self.owed = 0.0  # seconds a read waited for the runner's slot after its bytes came
         self.parser = ReplyParser()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -159,6 +160,8 @@ class Connection:
             if self.ended:
                 return Event(self.ended)
             remaining = deadline - loop.time()
+            if remaining <= 0 and getattr(self.reader, "_buffer", None):
+                remaining = 0.001  # bytes that came in time are read before the timeout is called
             if remaining <= 0:
                 self.timed_out = True
                 partial = self.parser.pending()
@@ -166,6 +169,8 @@ class Connection:
                 return Event("timeout", partial)
             try:
                 data = await self._read(remaining)
+                deadline += self.owed  # time spent waiting for our own slot is not the server's
+                self.owed = 0.0
             except TimeoutError:
                 continue
             except (ConnectionResetError, BrokenPipeError):
@@ -195,8 +200,13 @@ class Connection:
             return await asyncio.wait_for(self.reader.read(READ_SIZE), IDLE_AFTER)
         except TimeoutError:
             pass
+        loop = asyncio.get_running_loop()
+        came = loop.time()
         async with self.idle():
-            return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout - IDLE_AFTER)
+            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout - IDLE_AFTER)
+            came = loop.time()
+        self.owed += loop.time() - came
+        return data
 
     def busy_at_connect(self, obs: Observation) -> bool:
         """The first reply is a 421 before we sent anything: the server is full, not wrong (retry)."""

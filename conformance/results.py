@@ -125,7 +125,7 @@ def fails_run(outcome: str, strict: bool) -> bool:
 
 
 # ----- results streamed to disk ------------------------------------------------------------------------
-RUN_TRANSCRIPT_BUDGET = 8 * 1024 * 1024  # characters of transcripts the in-memory document keeps in all
+RUN_TRANSCRIPT_BUDGET = 2 * 1024 * 1024  # characters of transcripts the in-memory document keeps in all
 SHORT_TRANSCRIPT = 4 * 1024  # characters a non-pass result keeps once the run's budget is used
 LEFT_OUT = "[transcript left out of this report to bound its size: it is in the results JSON]"
 

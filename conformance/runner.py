@@ -7,6 +7,7 @@ overlap, bounded by a semaphore, and each item then only waits for its own resul
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import resource
@@ -36,11 +37,47 @@ def max_open_connections() -> int:
     return max(16, min(4096, (soft if soft != resource.RLIM_INFINITY else 8192) // 2 - 64))
 
 
+class SlotPool:
+    """The runner's concurrency slots. A dialogue coming back from a wait goes before dialogues not yet
+    started: otherwise it would queue behind the whole catalog and time out on our account."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._returning: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._new: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self, returning: bool = False) -> None:
+        if self.free > 0 and not self._returning and (returning or not self._new):
+            self.free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._returning if returning else self._new
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, then cancelled: give it on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._returning, self._new):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self.free += 1
+
+
 class Slot:
     """One of the runner's concurrency slots, held by a dialogue and lent out while it only waits."""
 
-    def __init__(self, semaphore: asyncio.Semaphore) -> None:
-        self.semaphore = semaphore
+    def __init__(self, pool: SlotPool) -> None:
+        self.semaphore = pool
         self.held = False
 
     async def __aenter__(self) -> Slot:
@@ -62,7 +99,7 @@ class Slot:
         try:
             yield
         finally:
-            await self.semaphore.acquire()  # cancelled here: not held, so nothing is released twice
+            await self.semaphore.acquire(returning=True)  # cancelled here: not held, nothing released twice
             self.held = True
 
 
@@ -116,13 +153,20 @@ class Runner:
         self._states: dict[str, asyncio.Task[TargetState]] = {}
         self._started: list[Target] = []
         self._lock = threading.Lock()
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: SlotPool | None = None
         self._target_slots: dict[str, asyncio.Semaphore] = {}
         self._open: asyncio.Semaphore | None = None  # connections open in this process, parked ones too
         self._target_open: dict[str, asyncio.Semaphore] = {}
         self._target_cap: dict[str, int] = {}  # what _target_open allows now (lowered when a server is full)
         self._target_busy: dict[str, int] = {}  # dialogues with a connection open, per target
         self._closed = False
+        # submitted dialogues wait here as three references; at most `window` run (or wait) as tasks at once,
+        # so that submitting a catalog for 30 targets does not make 10 000 coroutines up front
+        self._pending: collections.deque[tuple[Scenario, str, concurrent.futures.Future[dict[str, Any]]]] = \
+            collections.deque()
+        self._window = max(256, self.concurrency * 16)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pump_due = False
 
     # ----- public API, called from pytest's thread ---------------------------------------------
     def submit(self, scenario: Scenario, label: str) -> concurrent.futures.Future[dict[str, Any]]:
@@ -130,8 +174,12 @@ class Runner:
         with self._lock:
             future = self._futures.get(key)
             if future is None:
-                future = asyncio.run_coroutine_threadsafe(self._run(scenario, label), self.loop)
+                future = concurrent.futures.Future()
                 self._futures[key] = future
+                self._pending.append((scenario, label, future))
+                if not self._pump_due:
+                    self._pump_due = True
+                    self.loop.call_soon_threadsafe(self._pump)
             return future
 
     def result(self, scenario: Scenario, label: str) -> dict[str, Any]:
@@ -161,8 +209,17 @@ class Runner:
         if self._closed:
             return
         self._closed = True
-        for future in list(self._futures.values()):
-            future.cancel()
+        with self._lock:
+            self._pending.clear()
+            for future in list(self._futures.values()):
+                future.cancel()
+
+        def cancel_tasks() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+
+        self.loop.call_soon_threadsafe(cancel_tasks)
+
         def stop(target: Target) -> None:
             with contextlib.suppress(Exception):
                 target.stop()
@@ -175,6 +232,30 @@ class Runner:
         self._thread.join(timeout=5)
 
     # ----- inside the loop ---------------------------------------------------------------------
+    def _pump(self) -> None:
+        """Start pending dialogues while fewer than `window` are under way."""
+        with self._lock:
+            self._pump_due = False
+            while self._pending and len(self._tasks) < self._window:
+                scenario, label, future = self._pending.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue
+                task = self.loop.create_task(self._drive(scenario, label, future))
+                self._tasks.add(task)
+
+    async def _drive(self, scenario: Scenario, label: str, future: concurrent.futures.Future[dict[str, Any]]) -> None:
+        try:
+            future.set_result(await self._run(scenario, label))
+        except asyncio.CancelledError:
+            if not future.done():
+                future.set_exception(concurrent.futures.CancelledError())  # as a cancelled future would
+            raise
+        except BaseException as exc:  # the waiting pytest thread gets it, as run_coroutine_threadsafe did
+            future.set_exception(exc)
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._pump()
+
     async def _run(self, scenario: Scenario, label: str) -> dict[str, Any]:
         state = await self._state(label)
         if state.error:
@@ -194,7 +275,7 @@ class Runner:
         assert state.endpoint is not None
         limit = state.target.params.time_limit
         if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrency)
+            self._slots = SlotPool(self.concurrency)
             self._open = asyncio.Semaphore(max_open_connections())
         per_target = self._target_slots.get(label)
         if per_target is None and state.target.params.concurrency:
