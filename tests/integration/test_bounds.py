@@ -45,8 +45,8 @@ def test_a_flood_keeps_memory_output_and_reports_bounded(tmp_path: Path) -> None
     results = document["results"]
     flooded = [r for r in results if any("server octets elided" in str(e["data"]) for e in r["transcript"])]
     assert flooded, "the flood never reached a transcript: the case does not test anything"
-    for r in results:
-        assert len(json.dumps(r["transcript"])) <= 80 * 1024, (r["id"], len(json.dumps(r["transcript"])))
+    for r in results:  # 64 K characters of (escaped) data a result, whatever came over the wire
+        assert sum(len(str(e["data"])) for e in r["transcript"]) <= 66 * 1024, r["id"]
     # the reports grow with the number of results, not with the 200 MB each connection was offered
     assert out.stat().st_size <= len(results) * 100 * 1024
     assert (tmp_path / "flood.html").stat().st_size <= len(results) * 100 * 1024
