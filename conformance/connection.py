@@ -139,7 +139,8 @@ class Connection:
                 continue
             try:
                 self.writer.write(piece)
-                await asyncio.wait_for(self.writer.drain(), timeout)
+                async with asyncio.timeout(timeout):  # no task per write, unlike wait_for (3.11)
+                    await self.writer.drain()
             except TimeoutError:
                 self.transcript.event("write blocked: the server is not reading")
                 return
@@ -195,15 +196,18 @@ class Connection:
         """One read within timeout; past IDLE_AFTER the wait goes on without holding a slot."""
         assert self.reader is not None
         if self.idle is None or timeout <= IDLE_AFTER:
-            return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            async with asyncio.timeout(timeout):  # no task per read, unlike wait_for (3.11)
+                return await self.reader.read(READ_SIZE)
         try:
-            return await asyncio.wait_for(self.reader.read(READ_SIZE), IDLE_AFTER)
+            async with asyncio.timeout(IDLE_AFTER):
+                return await self.reader.read(READ_SIZE)
         except TimeoutError:
             pass
         loop = asyncio.get_running_loop()
         came = loop.time()
         async with self.idle():
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout - IDLE_AFTER)
+            async with asyncio.timeout(timeout - IDLE_AFTER):
+                data = await self.reader.read(READ_SIZE)
             came = loop.time()
         self.owed += loop.time() - came
         return data
