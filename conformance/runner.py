@@ -20,7 +20,7 @@ from typing import Any
 from .connection import ConnectError, Connection, Event, ResetOnConnect, TLSConnectError, make_tls_context
 from .dialogue import Dialogue, Settings, describe
 from .escapes import escape_bytes
-from .model import Cause, Outcome, Scenario
+from .model import Cause, Outcome, Scenario, SecondSession, Write
 from .reply import Reply
 from .results import result_entry
 from .targets.base import Endpoint, Target, TargetError
@@ -29,6 +29,26 @@ from .transcript import Transcript
 # Open connections per target, parked ones included: a stalled server costs one timeout per step kind
 # instead of one per queued scenario, yet a real server's own limit (Exim: 20) is met with backoff, not FAILs.
 MAX_OPEN_PER_TARGET = 128
+# A dialogue that sends megabytes (a message above a SIZE limit) holds several copies of them while it renders,
+# dot-stuffs and writes: only this many such dialogues run at once in a process, whatever the concurrency.
+BIG_PAYLOAD = 1024 * 1024
+BIG_AT_ONCE = 1
+
+
+def payload_estimate(actions: tuple[Any, ...]) -> int:
+    """Octets a scenario's writes come to, roughly: its literal text and {repeat:TEXT:N} expanded."""
+    total = 0
+    for action in actions:
+        if isinstance(action, Write):
+            for payload in action.payloads:
+                for part in payload.template.parts:
+                    if isinstance(part, bytes):
+                        total += len(part)
+                    elif getattr(part, "name", "") == "repeat":
+                        total += len(part.args[0]) * int(part.args[1])
+        elif isinstance(action, SecondSession):
+            total += payload_estimate(action.actions)
+    return total
 
 
 def max_open_connections() -> int:
@@ -156,6 +176,7 @@ class Runner:
         self._slots: SlotPool | None = None
         self._target_slots: dict[str, asyncio.Semaphore] = {}
         self._open: asyncio.Semaphore | None = None  # connections open in this process, parked ones too
+        self._big: asyncio.Semaphore | None = None  # dialogues sending megabytes (BIG_AT_ONCE)
         self._target_open: dict[str, asyncio.Semaphore] = {}
         self._target_cap: dict[str, int] = {}  # what _target_open allows now (lowered when a server is full)
         self._target_busy: dict[str, int] = {}  # dialogues with a connection open, per target
@@ -277,15 +298,17 @@ class Runner:
         if self._slots is None:
             self._slots = SlotPool(self.concurrency)
             self._open = asyncio.Semaphore(max_open_connections())
+            self._big = asyncio.Semaphore(BIG_AT_ONCE)
         per_target = self._target_slots.get(label)
         if per_target is None and state.target.params.concurrency:
             per_target = self._target_slots[label] = asyncio.Semaphore(state.target.params.concurrency)
         target_open = self._target_open.setdefault(label, asyncio.Semaphore(MAX_OPEN_PER_TARGET))
-        assert self._open is not None
+        assert self._open is not None and self._big is not None
+        big = self._big if payload_estimate(scenario.actions) > BIG_PAYLOAD else contextlib.nullcontext()
         # the target's own limit first: a target with concurrency 1 must not sit on global slots it cannot use;
         # its declared concurrency is never lent out (it is the server's limit), the global slot is
-        async with per_target or contextlib.nullcontext(), target_open, self._open, Slot(self._slots) as slot, \
-                self._counted(label):
+        async with big, per_target or contextlib.nullcontext(), target_open, self._open, \
+                Slot(self._slots) as slot, self._counted(label):
             params = state.target.params
             settings = replace(self.settings, tls_context=lambda: make_tls_context(verify=params.verify_tls),
                                idle=slot.lent, busy=lambda: self._server_full(label))
