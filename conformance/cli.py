@@ -27,9 +27,9 @@ class UsageError(Exception):
     pass
 
 
-def load_catalog(paths: list[str] | None, check_quotes: bool = False) -> Catalog:
+def load_catalog(paths: list[str] | None, check_quotes: bool = False, loader: Loader | None = None) -> Catalog:
     chosen = [Path(p) for p in paths] if paths else default_scenario_paths()
-    return Loader(load_requirement_ids(), check_quotes=check_quotes).load_paths(chosen)
+    return (loader or Loader(load_requirement_ids(), check_quotes=check_quotes)).load_paths(chosen)
 
 
 def _print_problems(catalog: Catalog) -> bool:
@@ -135,7 +135,8 @@ def run_problems(args: argparse.Namespace, catalog: Catalog) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
-    catalog = load_catalog(args.scenarios)
+    loader = Loader(load_requirement_ids())
+    catalog = load_catalog(args.scenarios, loader=loader)
     problems = run_problems(args, catalog)
     if problems:
         for line in problems:
@@ -144,6 +145,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = [str(p) for p in (args.scenarios or default_scenario_paths())]
     # --assert=plain: scenario items have no asserts to rewrite, and this module already imported the plugin
     pytest_args = ["-p", "no:cacheprovider", "-q", "--assert=plain", "-o", "console_output_style=classic", *paths]
+    # scenario items print nothing and log nothing; capturing around each of thousands of items costs more CPU
+    # than the dialogue itself (targets' output goes to their own files)
+    pytest_args += ["--capture=no", "-p", "no:logging"]
     for path in paths:
         pytest_args += ["--smtp-scenarios", path]  # collected even when not in a folder named 'scenarios'
     for spec in args.target:
@@ -194,7 +198,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     pytest_args += args.pytest_args
     if args.verbose:
         print("pytest " + shlex.join(pytest_args), file=sys.stderr)
-    code = int(pytest.main(pytest_args))
+    from .plugin import LoaderHandoff
+
+    code = int(pytest.main(pytest_args, plugins=[LoaderHandoff(loader)]))  # the catalog is read once
     if code == 5:
         print("no scenarios selected (check -k / --tag)", file=sys.stderr)
         return EXIT_USAGE

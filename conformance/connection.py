@@ -8,6 +8,8 @@ import errno
 import os
 import socket
 import ssl
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from .escapes import escape_bytes
@@ -17,6 +19,13 @@ from .transcript import Transcript
 
 READ_SIZE = 64 * 1024
 MAX_TOTAL_READ = 32 * 1024 * 1024  # per connection: a flooding server cannot fill our memory
+# After this long without a byte, a waiting dialogue gives its concurrency slot to a live one (it takes one
+# again when bytes arrive), so that timeouts overlap instead of queueing behind each other.
+IDLE_AFTER = 0.2
+# "421 too many connections" as the very first reply (Exim over smtp_accept_max, …): wait, then reconnect
+BUSY_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 4.0, 8.0, 8.0, 8.0)
+
+Idle = Callable[[], AbstractAsyncContextManager[None]]
 
 
 @dataclass
@@ -79,8 +88,12 @@ def make_tls_context(verify: bool, cafile: str | None = None) -> ssl.SSLContext:
 
 
 class Connection:
-    def __init__(self, transcript: Transcript) -> None:
+    def __init__(self, transcript: Transcript, idle: Idle | None = None) -> None:
         self.transcript = transcript
+        self.idle = idle  # releases the runner's slot for a wait (see IDLE_AFTER)
+        self.replies = 0  # complete replies returned so far
+        self.sent_octets = 0
+        self.owed = 0.0  # seconds a read waited for the runner's slot after its bytes came
         self.parser = ReplyParser()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -125,11 +138,13 @@ class Connection:
             if n and delay:
                 await asyncio.sleep(delay)
             self.transcript.sent(piece)
+            self.sent_octets += len(piece)
             if self.ended:
                 continue
             try:
                 self.writer.write(piece)
-                await asyncio.wait_for(self.writer.drain(), timeout)
+                async with asyncio.timeout(timeout):  # no task per write, unlike wait_for (3.11)
+                    await self.writer.drain()
             except TimeoutError:
                 self.transcript.event("write blocked: the server is not reading")
                 return
@@ -145,17 +160,22 @@ class Connection:
         while True:
             reply = self.parser.next_reply(eof=self.ended is not None)
             if reply is not None:
+                self.replies += 1
                 return reply
             if self.ended:
                 return Event(self.ended)
             remaining = deadline - loop.time()
+            if remaining <= 0 and getattr(self.reader, "_buffer", None):
+                remaining = 0.001  # bytes that came in time are read before the timeout is called
             if remaining <= 0:
                 self.timed_out = True
                 partial = self.parser.pending()
                 self.transcript.event(f"no complete reply within {timeout:g} s")
                 return Event("timeout", partial)
             try:
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), remaining)
+                data = await self._read(remaining)
+                deadline += self.owed  # time spent waiting for our own slot is not the server's
+                self.owed = 0.0
             except TimeoutError:
                 continue
             except (ConnectionResetError, BrokenPipeError):
@@ -175,6 +195,31 @@ class Connection:
             self.parser.feed(data)
             if self.total_read > MAX_TOTAL_READ:
                 self._end("reset", f"more than {MAX_TOTAL_READ} octets received; gave up")
+
+    async def _read(self, timeout: float) -> bytes:
+        """One read within timeout; past IDLE_AFTER the wait goes on without holding a slot."""
+        assert self.reader is not None
+        if self.idle is None or timeout <= IDLE_AFTER:
+            async with asyncio.timeout(timeout):  # no task per read, unlike wait_for (3.11)
+                return await self.reader.read(READ_SIZE)
+        try:
+            async with asyncio.timeout(IDLE_AFTER):
+                return await self.reader.read(READ_SIZE)
+        except TimeoutError:
+            pass
+        loop = asyncio.get_running_loop()
+        came = loop.time()
+        async with self.idle():
+            async with asyncio.timeout(timeout - IDLE_AFTER):
+                data = await self.reader.read(READ_SIZE)
+            came = loop.time()
+        self.owed += loop.time() - came
+        return data
+
+    def busy_at_connect(self, obs: Observation) -> bool:
+        """The first reply is a 421 before we sent anything: the server is full, not wrong (retry)."""
+        return isinstance(obs, Reply) and obs.code == 421 and not obs.truncated and self.replies == 1 \
+            and self.sent_octets == 0
 
     def _end(self, kind: str, detail: str = "") -> None:
         if not self.ended:

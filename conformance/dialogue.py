@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .connection import (
+    BUSY_RETRY_DELAYS,
     ConnectError,
     Connection,
     Event,
+    Idle,
     Observation,
     ResetOnConnect,
     TLSConnectError,
@@ -76,6 +78,8 @@ class Settings:
     delivery_timeout: float = 15.0  # how long stored mail may take to appear
     probe_cap: int = PROBE_CAP  # octets: a `pad_to` above this is INFO "limit too large to probe"
     tls_context: Callable[[], ssl.SSLContext] | None = None
+    idle: Idle | None = None  # lends the runner's concurrency slot out while the dialogue only waits
+    busy: Callable[[], None] | None = None  # told when the server refused a connection as too many
 
 
 @dataclass
@@ -110,6 +114,7 @@ class _Stop(Exception):
     """Ends the dialogue early; the verdict is already recorded."""
 
 
+MAX_FINDINGS = 20  # distinct findings kept per dialogue: a hostile server cannot grow a result with them
 ENHANCED_AT_START = re.compile(rb"^([245])\.\d{1,3}\.\d{1,3}(?= )")  # RFC 2034: "always followed by one or more spaces"
 
 
@@ -167,7 +172,7 @@ class Dialogue:
         self.settings = settings
         self.level = level or scenario.level
         self.transcript = Transcript()
-        self.conn = Connection(self.transcript)
+        self.conn = Connection(self.transcript, settings.idle)
         self.outcome = Outcome.PASS
         self.message = ""
         self.cause: str | None = None
@@ -196,7 +201,9 @@ class Dialogue:
 
     async def run(self) -> DialogueResult:
         started = time.monotonic()
-        budget = self.scenario.timeout or self.settings.budget
+        # a slow but correct server (2 s a reply, 100 recipients) must not run out of budget: it grows with the
+        # replies the scenario reads (RFC 5321 §4.5.3.2 allows minutes for each)
+        budget = self.scenario.timeout or max(self.settings.budget, SECONDS_PER_REPLY * _replies(self.scenario.actions))
         if self.settings.deadline is not None:
             budget = min(budget, self.settings.deadline)
         try:
@@ -256,7 +263,7 @@ class Dialogue:
                 await self._authenticate(action)
             elif isinstance(action, Sleep):
                 self.progress_note = f"pausing {action.seconds:g} s as the scenario says"
-                await asyncio.sleep(action.seconds)
+                await self._wait(action.seconds)
                 self.progress_note = ""
             elif isinstance(action, RequireKeywords):
                 self._require(action)
@@ -274,7 +281,7 @@ class Dialogue:
         """A second connection while the first stays open; its replies are judged like the first's."""
         first, keywords, sent_any = self.conn, self.keywords, self.sent_any
         self.session_at = self.step_index  # setup or checked: as the session step itself
-        self.conn, self.sent_any = Connection(self.transcript), False
+        self.conn, self.sent_any = Connection(self.transcript, self.settings.idle), False
         self.transcript.event("second connection (the first stays open)")
         ep = self.endpoint
         try:
@@ -373,13 +380,36 @@ class Dialogue:
             self.values[name] = value
             self.transcript.event(f"captured {name} = {value!r}")
 
+    async def _wait(self, seconds: float) -> None:
+        """A pause that does not hold a concurrency slot others could use."""
+        async with self.settings.idle() if self.settings.idle else contextlib.nullcontext():
+            await asyncio.sleep(seconds)
+
+    async def _next_past_busy(self, timeout: float) -> Observation:
+        """The next observation; a "421 too many connections" at connect is waited out and reconnected."""
+        obs = await self.conn.next(timeout)
+        for delay in BUSY_RETRY_DELAYS:
+            if not self.conn.busy_at_connect(obs):
+                break
+            if self.settings.busy is not None:
+                self.settings.busy()  # fewer connections at once to this server from now on
+            self.transcript.event(f"421 before anything was sent: the server is busy; reconnecting in {delay:g} s")
+            await self.conn.close()
+            await self._wait(delay)
+            self.conn = Connection(self.transcript, self.settings.idle)
+            ep = self.endpoint
+            await self.conn.open(ep.host, ep.port, self.settings.timeout,
+                                 self._tls_context() if ep.implicit_tls else None, ep.server_hostname)
+            obs = await self.conn.next(timeout)
+        return obs
+
     async def _expect(self, expect: Expectation, what: str | None = None) -> None:
         timeout = expect.timeout or self.settings.timeout
         if what is None:
             what = expect.command or (None if self.sent_any else GREETING)
         self.waiting = _Wait(what, time.monotonic(), expect.source, expect.describe())
         self.progress_note = f"waiting up to {timeout:g} s for a reply"
-        obs = await self.conn.next(timeout)
+        obs = await self._next_past_busy(timeout)
         self.waiting = None
         self.progress_note = ""
         policy_before, self.policy_reply = self.policy_reply, None
@@ -390,7 +420,7 @@ class Dialogue:
             self.last_code = obs.code
             self.last_text = obs.text
             for finding in obs.findings:
-                if finding not in self.findings:
+                if finding not in self.findings and len(self.findings) < MAX_FINDINGS:
                     self.findings.append(finding)
             if expect.captures_ehlo and obs.code == 250:
                 self.keywords = obs.keywords()
@@ -636,11 +666,11 @@ class Dialogue:
                 if settled or check.count == 0:
                     break
                 settled = True  # a second message (smuggled?) may still be on its way: look once more
-                await asyncio.sleep(0.5)
+                await self._wait(0.5)
                 continue
             if loop.time() >= deadline:
                 break
-            await asyncio.sleep(0.25)
+            await self._wait(0.25)
         self.transcript.event(f"mailbox {self.mailbox.spec}: {len(found)} stored message(s) with the token"
                               + (f" for {rcpt}" if rcpt is not None else ""))
         for raw in found[:3]:
@@ -777,6 +807,22 @@ def _is_policy(obs: Reply) -> bool:
 
 def _place(source: Source) -> tuple[str, int]:
     return source.file, source.line
+
+
+SECONDS_PER_REPLY = 3.0
+
+
+def _replies(actions: tuple[Action, ...]) -> int:
+    """How many replies a scenario reads (second sessions included)."""
+    count = 0
+    for action in actions:
+        if isinstance(action, Write):
+            count += len(action.expects)
+        elif isinstance(action, Read | StartTLS):
+            count += 1 if isinstance(action, Read) else 3
+        elif isinstance(action, SecondSession):
+            count += _replies(action.actions)
+    return count
 
 
 def _verdict_text(expect: Expectation, obs: Observation, note: str | None = None) -> str:

@@ -163,6 +163,8 @@ class Loader:
         # running does not, so a user's own scenario with a loose quote still runs
         self._quotes = QuoteChecker() if check_quotes else None
         self._fragment_files: dict[Path, tuple[dict[str, _Fragment], list[Problem]]] = {}
+        # files already loaded by this Loader (the CLI checks the catalog, then pytest collects it: once)
+        self._files: dict[Path, tuple[tuple[int, int], tuple[list[Scenario], list[Problem]]]] = {}
 
     # ----- files -------------------------------------------------------------------------------
     def load_paths(self, paths: list[Path]) -> Catalog:
@@ -192,6 +194,19 @@ class Loader:
         return catalog
 
     def load_file(self, path: Path) -> tuple[list[Scenario], list[Problem]]:
+        try:
+            stat = path.stat()
+            key, stamp = path.resolve(), (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            return self._load_file(path)
+        cached = self._files.get(key)
+        if cached is not None and cached[0] == stamp:
+            return list(cached[1][0]), list(cached[1][1])
+        loaded = self._load_file(path)
+        self._files[key] = (stamp, loaded)
+        return list(loaded[0]), list(loaded[1])
+
+    def _load_file(self, path: Path) -> tuple[list[Scenario], list[Problem]]:
         name = _display(path)
         text, problem = _read_text(path)
         if problem:

@@ -26,12 +26,13 @@ from .loader import Loader, is_scenario_file, load_requirement_ids
 from .model import Cause, Outcome, Scenario
 from .problems import Problem
 from .progress import Progress
-from .results import build_document, fails_run, missing_parameter_lines, unwritable, write_json
+from .results import Spool, build_document, fails_run, missing_parameter_lines, unwritable
 from .runner import Runner
 from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target
 from .targets.base import option_kwargs, parameter_changes, parameters, per_target_changes
 
 STATE = pytest.StashKey["SmtpSession"]()
+FAILURE_BUDGET = 512 * 1024  # characters of failure blocks with transcripts; later ones come without
 STATUS = {
     # outcome -> (category, short letter, word) for pytest's terminal
     "pass": ("passed", ".", "PASS"),
@@ -96,6 +97,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default), failure (the exit code still follows --smtp-strict), or pass")
 
 
+class LoaderHandoff:
+    """Handed to pytest.main by the command line: the Loader that already read the catalog, so that
+    collection takes its scenarios instead of loading every file a second time."""
+
+    def __init__(self, loader: Loader) -> None:
+        self.loader = loader
+
+
 class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
@@ -116,12 +125,15 @@ class SmtpSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.strict: bool = config.getoption("smtp_strict")
-        self.loader = Loader(load_requirement_ids())
+        given = [p.loader for p in config.pluginmanager.get_plugins() if isinstance(p, LoaderHandoff)]
+        self.loader = given[0] if given else Loader(load_requirement_ids())
         self.targets: list[Target] = []
         self.repro: dict[str, str] = {}
         self.problems: list[str] = []
         self.runner: Runner | None = None
-        self.results: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []  # slim copies: the full entries are in the spool, on disk
+        self.spool = Spool()
+        self.failure_chars = FAILURE_BUDGET  # what the terminal's failure blocks may still print
         self.identities: dict[str, dict[str, Any]] = {}
         self.started = dt.datetime.now(dt.UTC)
         self.registered_marks: set[str] = set()
@@ -294,6 +306,7 @@ class SmtpSession:
         if isinstance(item, ScenarioItem) and call.when == "call" and item.smtp_result is not None:
             # an attribute survives xdist's report serialisation; user_properties would land in JUnit XML
             report.smtp_result = item.smtp_result
+            item.smtp_result = None  # the report carries it on; the item lives until the session ends
 
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
         result = getattr(report, "smtp_result", None)
@@ -311,7 +324,9 @@ class SmtpSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "smtp_result", None)
         if result is not None and report.when == "call" and not _is_worker(self.config):
-            self.results.append(result)
+            # to disk at once; memory (and pytest's own list of reports) keeps a slim copy
+            report.smtp_result = self.spool.add(result)
+            self.results.append(report.smtp_result)
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         if self.shard is None:
@@ -356,7 +371,7 @@ class SmtpSession:
             self.document["run"]["interrupted"] = True  # the partial report says so
         json_path, html_path = self.config.getoption("smtp_json"), self.config.getoption("smtp_html")
         if json_path:
-            write_json(self.document, Path(json_path))
+            self.spool.write_json(self.document, Path(json_path))
             self.written.append(json_path)
         if html_path:
             from .report.html import write_html
@@ -636,15 +651,20 @@ class ScenarioItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, ScenarioFailed):
-            return format_failure(excinfo.value.result)
+            state = self.config.stash[STATE]
+            text = format_failure(excinfo.value.result, max_rows=40 if state.failure_chars > 0 else 0)
+            state.failure_chars -= len(text)
+            return text
         return super().repr_failure(excinfo)  # type: ignore[return-value]
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.scenario.line - 1, f"{self.scenario.id} [{self.target_label}]"
 
 
-def format_failure(r: dict[str, Any]) -> str:
-    """h2spec-style: what the RFC says, what was acceptable, what came back, and the dialogue."""
+def format_failure(r: dict[str, Any], max_rows: int = 200, max_chars: int = 300) -> str:
+    """h2spec-style: what the RFC says, what was acceptable, what came back, and the dialogue.
+
+    Bounded whatever the server sent: at most max_rows transcript rows of max_chars characters each."""
     lines = [
         f"{r['id']} [{r['target']}]: {r['outcome'].upper()} ({r['level']}, RFC {r['rfc']} §{r['section']})",
         f"  {r['title']}",
@@ -663,8 +683,10 @@ def format_failure(r: dict[str, Any]) -> str:
         lines.append(f"  Actual:   {failure.actual}")
     if r.get("findings"):
         lines.append("")
-        lines.append("  Findings: " + "; ".join(r["findings"]))
-    rows, left_off = failure.rows(limit=200)
+        lines.append("  Findings: " + "; ".join(r["findings"])[:2000])
+    rows, left_off = failure.rows(limit=max_rows, max_chars=max_chars)
+    if not max_rows and failure.transcript:
+        lines += ["", "  Transcript: in the JSON/HTML report (the terminal's budget for transcripts is used up)"]
     if rows:
         lines.append("")
         lines.append("  Transcript:")

@@ -101,7 +101,8 @@ class ReplyParser:
                 _note(findings, "reply line ended with a bare LF instead of CRLF")
             if b"\r" in line:
                 _note(findings, "bare CR inside a reply line")
-            if end - pos > RFC_REPLY_LINE:
+            if end - pos > RFC_REPLY_LINE and not any(f.startswith("reply line of ") for f in findings):
+                # once per reply: a flood of lines of every length must not make a finding per line
                 _note(findings, f"reply line of {end - pos} octets exceeds {RFC_REPLY_LINE} (§4.5.3.1.5)")
             lines.append(line)
             pos = end
@@ -111,7 +112,7 @@ class ReplyParser:
                 if code is None:
                     # Not a reply line: report it as it is, one line.
                     return self._take(pos, None, lines, findings)
-            elif this_code != code:
+            elif this_code != code and not any(f.startswith("multi-line reply mixes") for f in findings):
                 _note(findings, f"multi-line reply mixes codes {code} and {_describe_code(line)} (§4.2)")
             sep = line[3:4]
             if sep == b"-":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -187,3 +189,88 @@ def unwritable(path: Path) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot create {path}: {parent} is not writable"
     return None
+
+
+# ----- results streamed to disk ------------------------------------------------------------------------
+RUN_TRANSCRIPT_BUDGET = 2 * 1024 * 1024  # characters of transcripts the in-memory document keeps in all
+SHORT_TRANSCRIPT = 4 * 1024  # characters a non-pass result keeps once the run's budget is used
+LEFT_OUT = "[transcript left out of this report to bound its size: it is in the results JSON]"
+
+
+class Spool:
+    """Results written to a JSON-lines file as they finish, so a run's memory does not grow with them.
+
+    `add` writes the full entry and returns a slim copy for the reports that are built in memory (HTML,
+    terminal, baselines): its transcript is kept while the run's budget lasts, then only the start of
+    non-pass ones. `write_json` streams the results document back from the file with full entries."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        # deleted by the system when closed or when the process ends, however it ends
+        self._file = tempfile.TemporaryFile(mode="w+b", dir=folder, prefix="smtpc-results-")  # noqa: SIM115
+        self._where: dict[tuple[str, str], tuple[int, int]] = {}
+        self.transcript_chars = 0
+
+    def add(self, entry: dict[str, Any]) -> dict[str, Any]:
+        line = (json.dumps(entry, ensure_ascii=True) + "\n").encode()
+        self._file.seek(0, os.SEEK_END)
+        self._where[(str(entry.get("target")), str(entry.get("id")))] = (self._file.tell(), len(line))
+        self._file.write(line)
+        slim = dict(entry)
+        transcript = entry.get("transcript") or []
+        size = sum(len(str(e.get("data", ""))) for e in transcript if isinstance(e, dict))
+        if self.transcript_chars + size <= RUN_TRANSCRIPT_BUDGET:
+            self.transcript_chars += size
+        elif entry.get("outcome") in ("pass", "unsupported", "skipped", "info"):
+            slim["transcript"] = [{"t": 0.0, "dir": "*", "data": LEFT_OUT}] if transcript else []
+        else:
+            slim["transcript"] = _shortened(transcript, SHORT_TRANSCRIPT)
+        return slim
+
+    def full(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The entry as written (with its whole transcript), or the given one if it was never spooled."""
+        where = self._where.get((str(entry.get("target")), str(entry.get("id"))))
+        if where is None:
+            return entry
+        self._file.seek(where[0])
+        return json.loads(self._file.read(where[1]))
+
+    def write_json(self, document: dict[str, Any], path: Path) -> None:
+        """The document with each result read back in full from the spool, one at a time."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        head = {k: v for k, v in document.items() if k != "results"}
+        with tmp.open("w") as out:
+            out.write("{\n")
+            for key, value in head.items():
+                if key == "summary":
+                    continue
+                out.write(f" {json.dumps(key)}: {_indented(value)},\n")
+            out.write(' "results": [')
+            for n, entry in enumerate(document.get("results", [])):
+                out.write(("," if n else "") + "\n  " + json.dumps(self.full(entry), ensure_ascii=True))
+            out.write("\n ]")
+            if "summary" in head:
+                out.write(f',\n "summary": {_indented(head["summary"])}')
+            out.write("\n}\n")
+        tmp.replace(path)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _indented(value: Any) -> str:
+    return json.dumps(value, indent=1, ensure_ascii=True).replace("\n", "\n ")
+
+
+def _shortened(transcript: list[Any], limit: int) -> list[Any]:
+    out: list[Any] = []
+    left = limit
+    for entry in transcript:
+        data = str(entry.get("data", "")) if isinstance(entry, dict) else ""
+        if len(data) > left:
+            out.append({**entry, "data": data[:left]})
+            out.append({"t": entry.get("t", 0.0), "dir": "*", "data": LEFT_OUT})
+            break
+        left -= len(data)
+        out.append(entry)
+    return out

@@ -7,20 +7,120 @@ overlap, bounded by a semaphore, and each item then only waits for its own resul
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import resource
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from types import TracebackType
 from typing import Any
 
 from .connection import ConnectError, Connection, Event, ResetOnConnect, TLSConnectError, make_tls_context
 from .dialogue import Dialogue, Settings, describe
 from .escapes import escape_bytes
-from .model import Cause, Outcome, Scenario
+from .model import Cause, Outcome, Scenario, SecondSession, Write
 from .reply import Reply
 from .results import result_entry
 from .targets.base import Endpoint, Target, TargetError
 from .transcript import Transcript
+
+# Open connections per target, parked ones included: a stalled server costs one timeout per step kind
+# instead of one per queued scenario, yet a real server's own limit (Exim: 20) is met with backoff, not FAILs.
+MAX_OPEN_PER_TARGET = 128
+# A dialogue that sends megabytes (a message above a SIZE limit) holds several copies of them while it renders,
+# dot-stuffs and writes: only this many such dialogues run at once in a process, whatever the concurrency.
+BIG_PAYLOAD = 1024 * 1024
+BIG_AT_ONCE = 1
+
+
+def payload_estimate(actions: tuple[Any, ...]) -> int:
+    """Octets a scenario's writes come to, roughly: its literal text and {repeat:TEXT:N} expanded."""
+    total = 0
+    for action in actions:
+        if isinstance(action, Write):
+            for payload in action.payloads:
+                for part in payload.template.parts:
+                    if isinstance(part, bytes):
+                        total += len(part)
+                    elif getattr(part, "name", "") == "repeat":
+                        total += len(part.args[0]) * int(part.args[1])
+        elif isinstance(action, SecondSession):
+            total += payload_estimate(action.actions)
+    return total
+
+
+def max_open_connections() -> int:
+    """Connections open at once in this process, well inside the file descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, min(4096, (soft if soft != resource.RLIM_INFINITY else 8192) // 2 - 64))
+
+
+class SlotPool:
+    """The runner's concurrency slots. A dialogue coming back from a wait goes before dialogues not yet
+    started: otherwise it would queue behind the whole catalog and time out on our account."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._returning: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._new: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self, returning: bool = False) -> None:
+        if self.free > 0 and not self._returning and (returning or not self._new):
+            self.free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._returning if returning else self._new
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, then cancelled: give it on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._returning, self._new):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self.free += 1
+
+
+class Slot:
+    """One of the runner's concurrency slots, held by a dialogue and lent out while it only waits."""
+
+    def __init__(self, pool: SlotPool) -> None:
+        self.semaphore = pool
+        self.held = False
+
+    async def __aenter__(self) -> Slot:
+        await self.semaphore.acquire()
+        self.held = True
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.held:
+            self.held = False
+            self.semaphore.release()
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        if self.held:
+            self.held = False
+            self.semaphore.release()
+        try:
+            yield
+        finally:
+            await self.semaphore.acquire(returning=True)  # cancelled here: not held, nothing released twice
+            self.held = True
 
 
 @dataclass
@@ -84,8 +184,13 @@ class Runner:
         self._states: dict[str, asyncio.Task[TargetState]] = {}
         self._started: list[Target] = []
         self._lock = threading.Lock()
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: SlotPool | None = None
         self._target_slots: dict[str, asyncio.Semaphore] = {}
+        self._open: asyncio.Semaphore | None = None  # connections open in this process, parked ones too
+        self._big: asyncio.Semaphore | None = None  # dialogues sending megabytes (BIG_AT_ONCE)
+        self._target_open: dict[str, asyncio.Semaphore] = {}
+        self._target_cap: dict[str, int] = {}  # what _target_open allows now (lowered when a server is full)
+        self._target_busy: dict[str, int] = {}  # dialogues with a connection open, per target
         self._closed = False
         # progress: results done and outcomes per target, dialogues in flight (guarded by _lock)
         self._done: dict[str, int] = {}
@@ -93,6 +198,13 @@ class Runner:
         self._running: dict[tuple[str, str], float] = {}
         self._dialogues: dict[tuple[str, str], Dialogue] = {}
         self._notable: list[tuple[str, str, str, str]] = []  # FAIL/NON-STRICT/ERROR in completion order
+        # submitted dialogues wait here as three references; at most `window` run (or wait) as tasks at once,
+        # so that submitting a catalog for 30 targets does not make 10 000 coroutines up front
+        self._pending: collections.deque[tuple[Scenario, str, concurrent.futures.Future[dict[str, Any]]]] = \
+            collections.deque()
+        self._window = max(256, self.concurrency * 16)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pump_due = False
 
     # ----- public API, called from pytest's thread ---------------------------------------------
     def submit(self, scenario: Scenario, label: str) -> concurrent.futures.Future[dict[str, Any]]:
@@ -100,12 +212,22 @@ class Runner:
         with self._lock:
             future = self._futures.get(key)
             if future is None:
-                future = asyncio.run_coroutine_threadsafe(self._run(scenario, label), self.loop)
+                future = concurrent.futures.Future()
                 self._futures[key] = future
+                self._pending.append((scenario, label, future))
+                if not self._pump_due:
+                    self._pump_due = True
+                    self.loop.call_soon_threadsafe(self._pump)
             return future
 
     def result(self, scenario: Scenario, label: str) -> dict[str, Any]:
-        return self.submit(scenario, label).result()
+        """The result, handed over once: the runner keeps no finished result (memory stays flat)."""
+        future = self.submit(scenario, label)
+        try:
+            return future.result()
+        finally:
+            with self._lock:
+                self._futures.pop((scenario.id, label), None)
 
     def identities(self) -> list[dict[str, Any]]:
         """Identity of every target this runner started or tried to (call after close() for final logs)."""
@@ -149,8 +271,17 @@ class Runner:
         if self._closed:
             return
         self._closed = True
-        for future in list(self._futures.values()):
-            future.cancel()
+        with self._lock:
+            self._pending.clear()
+            for future in list(self._futures.values()):
+                future.cancel()
+
+        def cancel_tasks() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+
+        self.loop.call_soon_threadsafe(cancel_tasks)
+
         def stop(target: Target) -> None:
             with contextlib.suppress(Exception):
                 target.stop()
@@ -163,6 +294,30 @@ class Runner:
         self._thread.join(timeout=5)
 
     # ----- inside the loop ---------------------------------------------------------------------
+    def _pump(self) -> None:
+        """Start pending dialogues while fewer than `window` are under way."""
+        with self._lock:
+            self._pump_due = False
+            while self._pending and len(self._tasks) < self._window:
+                scenario, label, future = self._pending.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue
+                task = self.loop.create_task(self._drive(scenario, label, future))
+                self._tasks.add(task)
+
+    async def _drive(self, scenario: Scenario, label: str, future: concurrent.futures.Future[dict[str, Any]]) -> None:
+        try:
+            future.set_result(await self._run(scenario, label))
+        except asyncio.CancelledError:
+            if not future.done():
+                future.set_exception(concurrent.futures.CancelledError())  # as a cancelled future would
+            raise
+        except BaseException as exc:  # the waiting pytest thread gets it, as run_coroutine_threadsafe did
+            future.set_exception(exc)
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._pump()
+
     async def _run(self, scenario: Scenario, label: str) -> dict[str, Any]:
         entry = await self._play(scenario, label)
         with self._lock:
@@ -199,14 +354,22 @@ class Runner:
         assert state.endpoint is not None
         limit = state.target.params.time_limit
         if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrency)
+            self._slots = SlotPool(self.concurrency)
+            self._open = asyncio.Semaphore(max_open_connections())
+            self._big = asyncio.Semaphore(BIG_AT_ONCE)
         per_target = self._target_slots.get(label)
         if per_target is None and state.target.params.concurrency:
             per_target = self._target_slots[label] = asyncio.Semaphore(state.target.params.concurrency)
-        # the target's own limit first: a target with concurrency 1 must not sit on global slots it cannot use
-        async with per_target or contextlib.nullcontext(), self._slots:
+        target_open = self._target_open.setdefault(label, asyncio.Semaphore(MAX_OPEN_PER_TARGET))
+        assert self._open is not None and self._big is not None
+        big = self._big if payload_estimate(scenario.actions) > BIG_PAYLOAD else contextlib.nullcontext()
+        # the target's own limit first: a target with concurrency 1 must not sit on global slots it cannot use;
+        # its declared concurrency is never lent out (it is the server's limit), the global slot is
+        async with big, per_target or contextlib.nullcontext(), target_open, self._open, \
+                Slot(self._slots) as slot, self._counted(label):
             params = state.target.params
-            settings = replace(self.settings, tls_context=lambda: make_tls_context(verify=params.verify_tls))
+            settings = replace(self.settings, tls_context=lambda: make_tls_context(verify=params.verify_tls),
+                               idle=slot.lent, busy=lambda: self._server_full(label))
             if limit is not None:
                 left = state.started + limit - self.loop.time()
                 if left <= 0:
@@ -221,6 +384,24 @@ class Runner:
                 self._dialogues[(scenario.id, label)] = dialogue
             outcome = await dialogue.run()
         return result_entry(scenario, label, outcome.outcome, outcome.message, outcome, cause=outcome.cause)
+
+    @contextlib.asynccontextmanager
+    async def _counted(self, label: str) -> AsyncIterator[None]:
+        self._target_busy[label] = self._target_busy.get(label, 0) + 1
+        try:
+            yield
+        finally:
+            self._target_busy[label] -= 1
+
+    def _server_full(self, label: str) -> None:
+        """The server said "too many connections": allow half as many as are open now, for the rest of the run
+        (the permits are taken by tasks that never give them back). Halving converges in a few refusals even
+        though the server counts connections we already closed for a while."""
+        cap = self._target_cap.get(label, MAX_OPEN_PER_TARGET)
+        wanted = max(1, min(cap, self._target_busy.get(label, 1)) // 2)
+        self._target_cap[label] = wanted
+        for _ in range(cap - wanted):
+            self.loop.create_task(self._target_open[label].acquire())
 
     async def _state(self, label: str) -> TargetState:
         task = self._states.get(label)

@@ -511,4 +511,13 @@ def write_html(results: dict, path: Path) -> None:
     """Render `results` and write the page to `path` (UTF-8), creating parent directories."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(results), encoding="utf-8")
+    # streamed piece by piece: the page of a 30-target run never exists as one string in memory
+    template = _environment().get_template("report.html.j2")
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # as in render_html
+    try:
+        with path.open("w", encoding="utf-8") as out:
+            out.writelines(template.generate(**_build_context(results)))
+    finally:
+        if gc_was_enabled:
+            gc.enable()

@@ -158,6 +158,19 @@ Addresses / limits:
     Body lines of 998 octets or more (CRLF excluded) make the message refused
     at end of data with ``554 5.6.0`` (RFC: 998 + CRLF must be accepted).
 
+Hostile and slow (for the bounds of issue 15: memory, output, time):
+
+``flood-after-ehlo``
+    Greeting and EHLO as usual; any later command is answered with up to
+    200 MB of ``250-`` lines of 1008 octets of binary bytes, then RST.
+``stall-at-data``
+    Answers normally until ``DATA``/``BDAT``, then never again.
+``slow-replies``
+    Correct, but each reply comes whole after a 0.5-2 s delay.
+``connection-limit``
+    More than 4 connections at once get ``421 Too many concurrent SMTP
+    connections`` and a close, as Exim does over ``smtp_accept_max``.
+
 Data / transport:
 
 ``lf-ends-data``
@@ -248,6 +261,10 @@ FAULTS: dict[str, str] = {
     "reply-line-too-long": "HELP reply is one 600-octet line",
     "rcpt-aborts-transaction": "a refused RCPT clears the transaction",
     "no-998": "body lines of 998 octets or more refused",
+    "flood-after-ehlo": "greeting and EHLO as usual, then 200 MB of over-long binary reply lines to any command",
+    "stall-at-data": "answers normally until DATA, then never answers again (reads and discards)",
+    "slow-replies": "correct, but every reply comes after a 0.5-2 s delay",
+    "connection-limit": "more than 4 connections at once: 421 too many connections, close (as Exim)",
 }
 
 XSS = '<script>alert("x")</script> \'"&'
@@ -258,6 +275,10 @@ MAX_RECIPIENTS = 1000
 COMMAND_LINE_MAX = 512  # octets, CRLF included (RFC 5321 4.5.3.1.4)
 SLOW_DELAY = 0.5
 FLOOD_CHUNK = b"A" * 65536
+FLOOD_AFTER_EHLO_BYTES = 200 * 1024 * 1024  # what flood-after-ehlo is ready to send per connection
+FLOOD_LINES = (b"250-" + b"\x00\xff\x1b" * 334 + b"\r\n") * 64  # 1008-octet lines, escaped 4x
+SLOW_REPLY_DELAYS = (0.5, 1.25, 2.0, 0.75, 1.5)  # slow-replies cycles through these
+CONNECTION_LIMIT = 4  # connection-limit: concurrent sessions served (Exim's smtp_accept_max is 20)
 _HARD_BODY_CAP = 64 * 1024 * 1024  # memory guard when SIZE is not enforced
 
 # --------------------------------------------------------------------------
@@ -493,7 +514,12 @@ class _Session:
 
     # ---------------------------------------------------------------- output
     def _send(self, data: bytes) -> None:
-        if "slow" in self.f:
+        if "slow-replies" in self.f:
+            self.replies_sent = getattr(self, "replies_sent", 0) + 1
+            if self.server.stopping.wait(SLOW_REPLY_DELAYS[self.replies_sent % len(SLOW_REPLY_DELAYS)]):
+                raise _Closed
+            self.sock.sendall(data)
+        elif "slow" in self.f:
             for i in range(len(data)):
                 if self.server.stopping.is_set():
                     raise _Closed
@@ -537,6 +563,11 @@ class _Session:
             _graceful_close(self.sock)
             return
         self.sock.settimeout(self.cfg.idle_timeout)
+        if "connection-limit" in f and not self.server.admit():
+            with contextlib.suppress(OSError):
+                self.sock.sendall(b"421 Too many concurrent SMTP connections; please try again later\r\n")
+            _graceful_close(self.sock)
+            return
         if "no-greeting" in f:
             with contextlib.suppress(OSError, _Closed):
                 while not self.server.stopping.is_set():
@@ -605,6 +636,8 @@ class _Session:
                 self.reply(500, "5.5.2", "Bare CR or LF in command line")
                 continue
             verb, _, arg = text.partition(" ")
+            if self._hostile(verb.upper()):
+                return
             handler = getattr(self, f"cmd_{verb.upper()}", None) if verb.isalpha() else None
             if not text.strip():
                 self.reply(500, "5.5.2", "Syntax error: empty command")
@@ -614,6 +647,25 @@ class _Session:
                 handler(arg.strip(" "))
             if self.quit:
                 return
+
+    def _hostile(self, verb: str) -> bool:
+        """flood-after-ehlo and stall-at-data: True when the session has turned hostile for good."""
+        if "flood-after-ehlo" in self.f and self.esmtp and verb not in ("EHLO", "HELO"):
+            sent = 0
+            with contextlib.suppress(OSError):
+                while sent < FLOOD_AFTER_EHLO_BYTES and not self.server.stopping.is_set():
+                    self.sock.sendall(FLOOD_LINES)
+                    sent += len(FLOOD_LINES)
+            _rst(self.sock)
+            return True
+        if "stall-at-data" in self.f and verb in ("DATA", "BDAT"):
+            with contextlib.suppress(OSError, _Closed):
+                while not self.server.stopping.is_set():
+                    self.reader._fill()
+                    self.reader.buf.clear()
+            self.sock.close()
+            return True
+        return False
 
     # ------------------------------------------------------------- helpers
     def _reset_tx(self) -> None:
@@ -961,6 +1013,11 @@ class FaultyServer(socketserver.ThreadingTCPServer):
     def add_conn(self, sock: socket.socket) -> None:
         with self._lock:
             self._conns.add(sock)
+
+    def admit(self) -> bool:
+        """connection-limit: whether this session is within the limit (it is counted in _conns)."""
+        with self._lock:
+            return len(self._conns) <= CONNECTION_LIMIT
 
     def drop_conn(self, sock: socket.socket) -> None:
         with self._lock:
