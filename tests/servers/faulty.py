@@ -168,7 +168,7 @@ Hostile and slow (for the bounds of issue 15: memory, output, time):
 ``slow-replies``
     Correct, but each reply comes whole after a 0.5-2 s delay.
 ``connection-limit``
-    More than 4 connections at once get ``421 Too many concurrent SMTP
+    More than 2 connections at once get ``421 Too many concurrent SMTP
     connections`` and a close, as Exim does over ``smtp_accept_max``.
 
 Data / transport:
@@ -264,7 +264,7 @@ FAULTS: dict[str, str] = {
     "flood-after-ehlo": "greeting and EHLO as usual, then 200 MB of over-long binary reply lines to any command",
     "stall-at-data": "answers normally until DATA, then never answers again (reads and discards)",
     "slow-replies": "correct, but every reply comes after a 0.5-2 s delay",
-    "connection-limit": "more than 4 connections at once: 421 too many connections, close (as Exim)",
+    "connection-limit": "more than 2 connections at once: 421 too many connections, close (as Exim)",
 }
 
 XSS = '<script>alert("x")</script> \'"&'
@@ -278,7 +278,7 @@ FLOOD_CHUNK = b"A" * 65536
 FLOOD_AFTER_EHLO_BYTES = 200 * 1024 * 1024  # what flood-after-ehlo is ready to send per connection
 FLOOD_LINES = (b"250-" + b"\x00\xff\x1b" * 334 + b"\r\n") * 64  # 1008-octet lines, escaped 4x
 SLOW_REPLY_DELAYS = (0.5, 1.25, 2.0, 0.75, 1.5)  # slow-replies cycles through these
-CONNECTION_LIMIT = 4  # connection-limit: concurrent sessions served (Exim's smtp_accept_max is 20)
+CONNECTION_LIMIT = 2  # connection-limit: concurrent sessions served (Exim's smtp_accept_max is 20)
 _HARD_BODY_CAP = 64 * 1024 * 1024  # memory guard when SIZE is not enforced
 
 # --------------------------------------------------------------------------
