@@ -1,7 +1,7 @@
 """Bounds that hold whatever a server does (issue 15), asserted without timing anything.
 
 Hostile servers come from tests/servers/faulty.py: `flood-after-ehlo` (200 MB of binary reply lines per
-connection), `slow-replies` (every reply 0.5-2 s late) and `connection-limit` (421 over 4 connections).
+connection), `slow-replies` (every reply 0.5-2 s late) and `connection-limit` (421 over 2 connections).
 Memory is the suite process's own peak RSS, read with getrusage in that process (a subprocess of the test).
 """
 
