@@ -23,7 +23,7 @@ from pathlib import Path
 from .rubric import Student
 
 # not needed to run a student's server, and large: left out of read-only copies
-SKIP = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+SKIP = shutil.ignore_patterns(".git", ".venv", ".cache", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
 MAX_COPY = 500 * 1024 * 1024
 # as the student's uid: 3 folder not readable, 4 a file or folder in it not readable, 5 program not found
 _CHECK = ('cd -- "$1" 2>/dev/null && [ -r . ] || exit 3; '
@@ -76,7 +76,15 @@ def _read_only_copy(source: Path, into: Path) -> Path:
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         skipped = set(SKIP(folder, names))
-        return skipped | {n for n in names if Path(folder, n).resolve() in (holder, target.resolve())}
+        for name in names:
+            path = Path(folder, name)
+            mode = path.lstat().st_mode
+            # only files, folders and links: a device (a container rootfs's /dev/zero) would be read forever;
+            # never another file system (a mounted container layer) or the copies' own folder
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)) or (
+                    stat.S_ISDIR(mode) and (os.path.ismount(path) or path.resolve() in (holder, target.resolve()))):
+                skipped.add(name)
+        return skipped
 
     def bounded_copy(src: str, dst: str) -> str:
         nonlocal copied

@@ -31,3 +31,14 @@ def test_a_copy_stops_at_the_size_bound(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(reach._TooLarge):
         reach._read_only_copy(source, holder)
     assert os.listdir(holder) == []  # the partial copy is removed
+
+
+def test_a_copy_leaves_out_devices_and_fifos(tmp_path: Path) -> None:
+    source = tmp_path / "rootfs"
+    (source / "dev").mkdir(parents=True)
+    os.mkfifo(source / "dev" / "pipe")  # read forever, like a container rootfs's /dev/zero
+    (source / "server.py").write_text("print('hi')\n")
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    copy = reach._read_only_copy(source, holder)
+    assert sorted(os.listdir(copy)) == ["dev", "server.py"] and os.listdir(copy / "dev") == []
