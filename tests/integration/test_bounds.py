@@ -63,7 +63,8 @@ def test_slow_and_connection_limited_servers_get_the_verdicts_of_a_prompt_one(tm
     spec = tmp_path / "targets.yaml"
     spec.write_text(yaml.safe_dump({"targets": [{"label": k, "command": v, "workdir": str(REPO)}
                                                 for k, v in targets.items()]}))
-    run = run_suite("--smtp-targets", str(spec), "-k", f"not {' and not '.join(LONG)}",
+    # enough dialogues at once that the limited server is offered more sessions than it serves
+    run = run_suite("--smtp-targets", str(spec), "--smtp-concurrency", "32", "-k", f"not {' and not '.join(LONG)}",
                     paths=[str(REPO / "scenarios" / f) for f in files], timeout=1200)
     assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
     verdicts: dict[str, dict[str, tuple[str, str | None]]] = {label: {} for label in targets}
