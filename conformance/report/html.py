@@ -19,7 +19,6 @@ untrusted); values used in ``id``/``href``/``data-*``/``class`` attributes are a
 from __future__ import annotations
 
 import gc
-import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from ..failure import Failure, transcript_rows
+from ..failure import display_text as _s
 from ..results import missing_parameter_lines
 from . import findings as fnd
 from .common import environment as _environment
@@ -90,17 +90,6 @@ def _unique(base: str, used: set[str], prefix: str = "") -> str:
         candidate = f"{prefix}{base}-{n}"
     used.add(candidate)
     return candidate
-
-
-def _s(value: Any) -> str:
-    """A value as display text: None → "", containers → compact JSON, others → str()."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return str(value)
 
 
 def _list(value: Any) -> list[Any]:
