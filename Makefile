@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
 # pytest-xdist workers for our own tests (they mostly wait on sockets and servers)
-WORKERS ?= 4
+WORKERS ?= 3
 
 .PHONY: install run test unit lint bench servers images docs clean
 
