@@ -263,7 +263,7 @@ def test_failed_rules_are_explained_in_plain_language(class_run: ClassRun) -> No
     assert "--smtp-target &#39;no-sequencing=cmd:" in section  # the student's own command, not the wrapper
     assert "setpriv" not in page and "prlimit" not in page
     hang = (class_run.out / "students" / "hang.html").read_text()
-    assert "did not answer within 1 s" in hang
+    assert f"did not answer within {TIMEOUT:g} s" in hang
     not_run = [s for s in class_run.student("hang")["scenarios"] if s["message"].startswith("not run")]
     assert not_run
     if any(not s["hidden"] for s in not_run):
