@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import imaplib
 import json
+import os
 import poplib
+import re
+import threading
+import time
 import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 
 MAX_MESSAGES = 2000
 MAX_OCTETS = 16 * 1024 * 1024
@@ -52,25 +55,64 @@ def _keep(raw: bytes, token: bytes) -> bool:
     return token in raw
 
 
+# the token a dialogue writes into its messages (dialogue.py): what the Maildir index records per file
+TOKEN = re.compile(rb"smtpc-[0-9a-f]{20}")
+# a listing of the Maildir younger than this is reused: dialogues polling at once share one scan
+RESCAN_AFTER = 0.1
+
+
 @dataclass
 class MaildirMailbox(Mailbox):
+    """A Maildir, or a folder of Maildirs (one per user, as Postfix's virtual delivery makes).
+
+    Each stored file is read once and remembered by the tokens it carries, so that the many dialogues of a
+    run polling the same Maildir (a wait of 15 s that proves a refused message was not stored polls 60 times)
+    cost a directory listing each, shared, not a read of every stored message each."""
+
     path: str
     spec: str = ""
+    _index: dict[str, frozenset[bytes]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _listing: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    _listed_at: float = field(default=float("-inf"), init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def messages_with(self, token: bytes) -> list[bytes]:
-        root = Path(self.path)
-        found: list[bytes] = []
-        # a Maildir, or a folder of Maildirs (one per user, as Postfix's virtual delivery makes)
-        files = [f for sub in ("new", "cur") for f in root.glob(f"**/{sub}/*") if f.is_file()]
-        for file in sorted(files)[-MAX_MESSAGES:]:
-            try:
-                with open(file, "rb") as fh:
-                    raw = fh.read(MAX_OCTETS)
-            except OSError:
-                continue
-            if _keep(raw, token):
-                found.append(raw)
-        return found
+        if TOKEN.fullmatch(token) is None:  # not a dialogue's token: read every file
+            return [raw for raw in map(_read, self._files()) if raw is not None and _keep(raw, token)]
+        with self._lock:
+            now = time.monotonic()
+            if now - self._listed_at >= RESCAN_AFTER:
+                self._listing, self._listed_at = self._files(), now
+                self._reindex()
+            hits = [f for f in self._listing if token in self._index.get(f, ())]
+        return [raw for raw in map(_read, hits) if raw is not None and _keep(raw, token)]
+
+    def _files(self) -> list[str]:
+        """The newest MAX_MESSAGES files of every new/ and cur/ below the root (Maildir names sort by time)."""
+        files = []
+        for folder, dirs, names in os.walk(self.path):
+            dirs.sort()
+            if os.path.basename(folder) in ("new", "cur"):
+                files += [os.path.join(folder, n) for n in names]
+        return sorted(files)[-MAX_MESSAGES:]
+
+    def _reindex(self) -> None:
+        listed = set(self._listing)
+        for gone in [f for f in self._index if f not in listed]:
+            del self._index[gone]
+        for file in self._listing:
+            if file not in self._index:
+                raw = _read(file)
+                if raw is not None:  # unreadable now (being moved): tried again at the next listing
+                    self._index[file] = frozenset(TOKEN.findall(raw))
+
+
+def _read(file: str) -> bytes | None:
+    try:
+        with open(file, "rb") as fh:
+            return fh.read(MAX_OCTETS)
+    except OSError:  # a folder named like a message, or moved from new/ to cur/ since the listing
+        return None
 
 
 def _http_json(url: str, limit: int = MAX_OCTETS) -> object:

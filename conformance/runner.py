@@ -20,6 +20,7 @@ from typing import Any
 from .connection import ConnectError, Connection, Event, ResetOnConnect, TLSConnectError, make_tls_context
 from .dialogue import Dialogue, Settings, describe
 from .escapes import escape_bytes
+from .mailbox import Mailbox
 from .model import Cause, Outcome, Scenario, SecondSession, Write
 from .reply import Reply
 from .results import result_entry
@@ -137,6 +138,7 @@ class TargetState:
     tls_keywords: list[str] = field(default_factory=list)
     tls: str = "none"
     started: float = 0.0  # loop time when the target became ready (for its time limit)
+    mailbox: Mailbox | None = None  # one per target: its reader keeps an index that all dialogues share
 
     def keyword_names(self) -> set[str]:
         return {k.split()[0].upper() for k in self.keywords + self.tls_keywords if k.strip()}
@@ -377,7 +379,7 @@ class Runner:
                                         f"not run: the target's time limit of {limit:g} s was used up",
                                         cause=Cause.TIME_LIMIT)
                 settings = replace(settings, deadline=left)
-            dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.target.mailbox(),
+            dialogue = Dialogue(scenario, state.endpoint, params.values(), settings, mailbox=state.mailbox,
                                 profile=params.profile)
             with self._lock:
                 self._running[(scenario.id, label)] = self.loop.time()
@@ -422,6 +424,7 @@ class Runner:
             state.cause = Cause.HARNESS
             return state
         await self._probe(state)
+        state.mailbox = target.mailbox()
         state.started = self.loop.time()
         return state
 
