@@ -145,9 +145,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = [str(p) for p in (args.scenarios or default_scenario_paths())]
     # --assert=plain: scenario items have no asserts to rewrite, and this module already imported the plugin
     pytest_args = ["-p", "no:cacheprovider", "-q", "--assert=plain", "-o", "console_output_style=classic", *paths]
-    # scenario items print nothing and log nothing; capturing around each of thousands of items costs more CPU
-    # than the dialogue itself (targets' output goes to their own files)
-    pytest_args += ["--capture=no", "-p", "no:logging"]
+    # scenario items print nothing, log nothing and warn nothing; capturing around each of thousands of items
+    # costs more CPU than the dialogue itself (targets' output goes to their own files)
+    pytest_args += ["--capture=no", "-p", "no:logging", "-p", "no:warnings"]
     for path in paths:
         pytest_args += ["--smtp-scenarios", path]  # collected even when not in a folder named 'scenarios'
     for spec in args.target:

@@ -56,6 +56,15 @@ if TYPE_CHECKING:  # a type only: the engine never imports the targets layer
     from .targets.base import Endpoint
 
 
+# A write of megabytes (a message above a SIZE limit, or padded to one) holds several copies of them while it
+# renders, dot-stuffs and sends: only this many such writes run at once in a process, whatever the concurrency.
+# Only the write is gated: the rest of the dialogue (a 15 s wait proving the message was not stored) runs free.
+BIG_PAYLOAD = 1024 * 1024
+BIG_AT_ONCE = 1
+
+
+# how often a mailbox is read while a delivery is awaited (seconds): 0.25, 0.375, … up to 1
+POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.25, 1.5, 1.0
 PROBE_CAP = 50_000_000  # the default --probe-cap: 50 MB (a 50 MiB SIZE, Exim's and maildev's, is above it)
 _OCTETS = re.compile(r"^\s*(\d+)\s*(?:([KMG])(I)?B?)?\s*$", re.IGNORECASE)
 
@@ -80,6 +89,7 @@ class Settings:
     tls_context: Callable[[], ssl.SSLContext] | None = None
     idle: Idle | None = None  # lends the runner's concurrency slot out while the dialogue only waits
     busy: Callable[[], None] | None = None  # told when the server refused a connection as too many
+    big: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None  # held around a big write
 
 
 @dataclass
@@ -303,8 +313,9 @@ class Dialogue:
     # ----- actions -----------------------------------------------------------------------------
     async def _write(self, action: Write) -> None:
         self.writing = action.source
-        data = b"".join(self._payload_bytes(p) for p in action.payloads)
-        await self.conn.send(data, self.settings.timeout, action.chunk_size, action.delay)
+        big = self.settings.big if action.octets > BIG_PAYLOAD else None
+        async with big() if big else contextlib.nullcontext():
+            await self._send(action)  # its copies of the bytes are gone when it returns
         self.sent_any = True
         # what each reply answers, for messages and RFC timeouts (known when every payload draws one reply)
         paired = len(action.payloads) == len(action.expects)
@@ -313,6 +324,10 @@ class Dialogue:
             await self._expect(expect, _answers(expect, action.payloads[n]) if paired else expect.command)
             self.replied_in_write = True
         self.replied_in_write = False
+
+    async def _send(self, action: Write) -> None:
+        data = b"".join(self._payload_bytes(p) for p in action.payloads)
+        await self.conn.send(data, self.settings.timeout, action.chunk_size, action.delay)
 
     def _payload_bytes(self, payload: Payload) -> bytes:
         values = self.values if not payload.index else {**self.values, "i": str(payload.index)}
@@ -407,7 +422,7 @@ class Dialogue:
         timeout = expect.timeout or self.settings.timeout
         if what is None:
             what = expect.command or (None if self.sent_any else GREETING)
-        self.waiting = _Wait(what, time.monotonic(), expect.source, expect.describe())
+        self.waiting = _Wait(what, time.monotonic(), expect.source, expect)
         self.progress_note = f"waiting up to {timeout:g} s for a reply"
         obs = await self._next_past_busy(timeout)
         self.waiting = None
@@ -653,6 +668,7 @@ class Dialogue:
         token = self.token.encode()
         found: list[bytes] = []
         settled = False
+        polls = 0
         rcpt = render(check.rcpt, self.values).decode("utf-8", "replace") if check.rcpt is not None else None
         while True:
             try:
@@ -670,7 +686,9 @@ class Dialogue:
                 continue
             if loop.time() >= deadline:
                 break
-            await self._wait(0.25)
+            # 0.25 s at first, then less often: a wait that proves a message was not stored lasts 15 s
+            await self._wait(min(POLL_FIRST * POLL_GROWTH ** polls, POLL_MAX))
+            polls += 1
         self.transcript.event(f"mailbox {self.mailbox.spec}: {len(found)} stored message(s) with the token"
                               + (f" for {rcpt}" if rcpt is not None else ""))
         for raw in found[:3]:
@@ -762,7 +780,11 @@ class _Wait:
     what: str | None
     since: float
     source: Source
-    expected: list[str]
+    expect: Expectation
+
+    @property
+    def expected(self) -> list[str]:  # worded only when a timeout needs it, not for every reply awaited
+        return self.expect.describe()
 
 
 def _rfc_timeout(what: str | None) -> tuple[str, int] | None:

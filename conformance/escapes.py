@@ -41,23 +41,21 @@ def decode_escapes(text: str) -> bytes:
     return bytes(out)
 
 
+def _escaped(b: int) -> str:
+    if b == 0x5C:
+        return "\\\\"
+    if 0x20 <= b < 0x7F:
+        return chr(b)
+    return {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}.get(b, f"\\x{b:02x}")
+
+
+# each octet's printable form, looked up in C: every transcript entry of every result goes through here
+_ESCAPED = tuple(_escaped(b) for b in range(256))
+
+
 def escape_bytes(data: bytes) -> str:
     """Render untrusted bytes as printable ASCII, losslessly (inverse of decode_escapes)."""
-    parts: list[str] = []
-    for b in data:
-        if b == 0x5C:
-            parts.append("\\\\")
-        elif 0x20 <= b < 0x7F:
-            parts.append(chr(b))
-        elif b == 0x0D:
-            parts.append("\\r")
-        elif b == 0x0A:
-            parts.append("\\n")
-        elif b == 0x09:
-            parts.append("\\t")
-        else:
-            parts.append(f"\\x{b:02x}")
-    return "".join(parts)
+    return "".join(map(_ESCAPED.__getitem__, data))
 
 
 def escape_text(text: str) -> str:

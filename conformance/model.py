@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -218,6 +219,21 @@ class Write:
     source: Source
     chunk_size: int | None = None
     delay: float = 0.0
+
+    @functools.cached_property
+    def octets(self) -> int:
+        """Octets this write comes to, roughly: its literal text and {repeat:TEXT:N} expanded (a message padded
+        to a SIZE counts as the largest). Asked on every write of every target: worked out once."""
+        total = 0
+        for payload in self.payloads:
+            if payload.pad_to is not None:
+                return 2**31
+            for part in payload.template.parts:
+                if isinstance(part, bytes):
+                    total += len(part)
+                elif getattr(part, "name", "") == "repeat":
+                    total += len(part.args[0]) * int(part.args[1])
+        return total
 
 
 @dataclass(frozen=True)

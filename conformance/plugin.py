@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import os
 import shlex
 import signal
@@ -26,12 +27,14 @@ from .loader import Loader, is_scenario_file, load_requirement_ids
 from .model import Cause, Outcome, Scenario
 from .problems import Problem
 from .progress import Progress
+from .protocol import lean_applies, run_item
 from .results import Spool, build_document, fails_run, missing_parameter_lines, unwritable
 from .runner import Runner
 from .targets import Target, TargetError, TargetParams, load_targets_file, parse_target
 from .targets.base import option_kwargs, parameter_changes, parameters, per_target_changes
 
 STATE = pytest.StashKey["SmtpSession"]()
+GC_YOUNG_THRESHOLD = 20_000  # allocations between collections of the young generation (Python: 700)
 FAILURE_BUDGET = 256 * 1024  # characters of failure blocks in the terminal; later failures get one line each
 STATUS = {
     # outcome -> (category, short letter, word) for pytest's terminal
@@ -140,6 +143,7 @@ class SmtpSession:
         self.baselines: dict[str, Baseline] = {}
         self.shard: tuple[int, int] | None = None
         self.progress: Progress | None = None
+        self.lean = False  # every item a scenario item: the lean runtest protocol (protocol.py)
         self.unusable: dict[str, str] = {}  # label -> why it could not be started or reached
         self.nothing_ran = False  # no target usable: the last reports stay as they were
         self.interrupted = False  # Ctrl-C or SIGTERM (not pytest's "errors during collection")
@@ -239,6 +243,12 @@ class SmtpSession:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         """Submit every selected item up front; the runner's semaphore bounds what runs at once."""
+        self.lean = lean_applies(self.config, session.items, ScenarioItem)
+        if self.lean:
+            # the collected items and scenarios live until the end: the cyclic GC need not walk them again;
+            # dialogues allocate fast and make little cyclic garbage: collect the young generation less often
+            gc.freeze()
+            gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         if _is_worker(self.config) or self.config.option.collectonly:
             return
         if not session.items and not self.config.pluginmanager.has_plugin("dsession"):
@@ -287,10 +297,14 @@ class SmtpSession:
         self.progress.start()
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         if _is_worker(self.config) and isinstance(item, ScenarioItem):
             # xdist feeds a worker its items through a queue: look ahead into it.
             self._prefetch([item, *([nextitem] if nextitem else []), *_xdist_upcoming(item)])
+        if self.lean and isinstance(item, ScenarioItem):
+            run_item(item)
+            return True
+        return None
 
     def _prefetch(self, items: list[pytest.Item]) -> None:
         scenario_items = [i for i in items if isinstance(i, ScenarioItem)]
@@ -516,7 +530,7 @@ def _drop_junit(config: pytest.Config) -> None:
 
 def reproduce_line(item: pytest.Item, target_args: str) -> str:
     """A command that replays one result from any folder: the scenario file by its absolute path."""
-    path = item.path.resolve()
+    path = getattr(item.parent, "resolved", None) or item.path.resolve()
     extra = "" if "scenarios" in path.parts else f" --smtp-scenarios {shlex.quote(str(path))}"
     node = f"{path}::{item.name}"
     return f"pytest -p no:cacheprovider {shlex.quote(node)}{extra} {target_args}".strip()
@@ -585,8 +599,11 @@ class ScenarioFileError(Exception):
 
 
 class ScenarioFile(pytest.File):
+    resolved: Path | None = None  # the file's absolute path, resolved once for every item's Reproduce line
+
     def collect(self) -> list[ScenarioItem]:
         state = self.config.stash[STATE]
+        self.resolved = self.path.resolve()
         scenarios, problems = state.loader.load_file(self.path)
         if problems:
             raise ScenarioFileError(problems)

@@ -36,7 +36,7 @@ class Transcript:
     dropped: dict[str, int] = field(default_factory=lambda: {"C": 0, "S": 0})
 
     def _now(self) -> float:
-        return round(time.monotonic() - self.started, 6)
+        return time.monotonic() - self.started  # rounded in as_json: recording is on every round trip's path
 
     def sent(self, data: bytes) -> None:
         self._record("C", data)
@@ -78,7 +78,7 @@ class Transcript:
         for entry in self.entries:
             if entry.dir.startswith("!"):
                 who = "client" if entry.dir == "!C" else "server"
-                out.append({"t": entry.t, "dir": "*", "data": f"[{entry.data} {who} octets elided]"})
+                out.append({"t": round(entry.t, 6), "dir": "*", "data": f"[{entry.data} {who} octets elided]"})
                 continue
             data = entry.data if isinstance(entry.data, str) else escape_bytes(entry.data)
             if len(data) > left:
@@ -87,13 +87,13 @@ class Transcript:
                 if not data:
                     continue
             left -= len(data)
-            out.append({"t": entry.t, "dir": entry.dir, "data": data})
+            out.append({"t": round(entry.t, 6), "dir": entry.dir, "data": data})
         elided = sum(self.dropped.values())
         if cut:
-            out.append({"t": self._now(), "dir": "*",
+            out.append({"t": round(self._now(), 6), "dir": "*",
                         "data": f"[{cut} more characters of the transcript elided (over {max_chars})]"})
         if elided and len(self.entries) >= MAX_ENTRIES:
-            out.append({"t": self._now(), "dir": "*", "data": f"[{elided} octets elided in all]"})
+            out.append({"t": round(self._now(), 6), "dir": "*", "data": f"[{elided} octets elided in all]"})
         return out
 
     def lines(self) -> list[str]:

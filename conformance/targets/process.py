@@ -27,10 +27,41 @@ from .base import Endpoint, Target, TargetError
 LOG_TAIL = 64 * 1024
 
 
+class PortBook:
+    """Ports handed to this process's targets and not yet given back.
+
+    A free port is found by binding port 0 and closing the socket; the server binds it later. Thirty
+    targets starting at once can be handed the same port (the kernel offers a closed port again): the
+    second server then fails to bind while its start-up check connects to the first one's server, and every
+    dialogue meant for it goes to the other (seen: one target of 30 with none of its mail stored). The book
+    is process-wide because the targets that must not collide are started by different runners' threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken: set[tuple[str, int]] = set()
+
+    def take(self, host: str) -> int:
+        with self._lock:
+            for _ in range(100):
+                with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind((host, 0))
+                    port = sock.getsockname()[1]
+                if (host, port) not in self._taken:
+                    self._taken.add((host, port))
+                    return port
+            raise TargetError(f"no free port on {host} that this process has not handed out already")
+
+    def give_back(self, host: str, port: int) -> None:
+        with self._lock:
+            self._taken.discard((host, port))
+
+
+PORTS = PortBook()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port free now on host, never one handed to another live target of this process."""
+    return PORTS.take(host)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -176,6 +207,8 @@ class ProcessTarget(Target):
         if self._proc is not None:
             kill_tree(self._proc)
         kill_marked(self._marker)
+        if self._port:
+            PORTS.give_back(self.host, self._port)
         if self._tmp:
             # logs are read before the temporary directory goes (a second stop keeps them)
             self._logs = {"stdout": self._tail("stdout"), "stderr": self._tail("stderr")}

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("targets", {"targets"}),
     ("run", {"runner", "results", "merge", "failure", "progress"}),
     ("catalog and reports", {"catalog", "report"}),
-    ("pytest plugin", {"plugin"}),
+    ("pytest plugin", {"plugin", "protocol"}),
     ("grading", {"grading"}),
     ("command line", {"cli"}),
 ]

@@ -244,3 +244,59 @@ def test_a_listing_with_a_huge_message_is_still_read(api: Callable[[Routes], str
     monkeypatch.setattr("conformance.mailbox.LISTING_OCTETS", 1024 * 1024)
     with pytest.raises(MailboxError, match="larger than 1048576 octets"):
         box.stored_with(b"tok-9")
+
+
+def _deliver(root: Path, name: str, raw: bytes) -> Path:
+    """As a Maildir writer does: written in tmp/, then moved into new/ (so a reader never sees half)."""
+    for sub in ("tmp", "new", "cur"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "tmp" / name).write_bytes(raw)
+    return (root / "tmp" / name).rename(root / "new" / name)
+
+
+def test_maildir_reads_each_stored_file_once_however_often_it_is_polled(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import conformance.mailbox as mailbox_module
+
+    reads: list[str] = []
+    real_read = mailbox_module._read
+    monkeypatch.setattr(mailbox_module, "_read", lambda f: reads.append(f) or real_read(f))
+    monkeypatch.setattr(mailbox_module, "RESCAN_AFTER", 0.0)
+    box = parse_mailbox(f"maildir:{tmp_path}")
+    first, second = "smtpc-" + "a" * 20, "smtpc-" + "b" * 20
+    for n in range(50):
+        _deliver(tmp_path, f"{n:04d}.other", f"Subject: x\r\n\r\nsmtpc-{n:020x}\r\n".encode())
+    assert box.messages_with(first.encode()) == []
+    _deliver(tmp_path, "1000.first", f"Subject: {first}\r\n\r\nbody\r\n".encode())
+    for _ in range(20):
+        found = box.messages_with(first.encode())
+    assert found == [f"Subject: {first}\r\n\r\nbody\r\n".encode()]
+    # 51 files indexed once each, then only the file that carries the token is read for each poll
+    assert len(reads) == 51 + 20
+    _deliver(tmp_path, "1001.second", f"Subject: {second}\r\n\r\n{first} quoted\r\n".encode())
+    assert len(box.messages_with(first.encode())) == 2
+    assert len(box.messages_with(second.encode())) == 1
+    # a file moved from new/ to cur/ (a mail reader did) is still found, under its new name
+    (tmp_path / "new" / "1000.first").rename(tmp_path / "cur" / "1000.first:2,S")
+    assert len(box.messages_with(first.encode())) == 2
+
+
+def test_maildir_finds_what_a_plain_search_finds(tmp_path: Path) -> None:
+    token = "smtpc-" + "c" * 20
+    _deliver(tmp_path / "user" / "Maildir", "1.a", f"X: {token}{token}\r\n".encode())  # a folder of Maildirs
+    _deliver(tmp_path / "user" / "Maildir", "2.b", f"X: smtpc-{token}\r\n".encode())
+    _deliver(tmp_path / "user" / "Maildir", "3.c", f"X: {token[:-1]}\r\n".encode())
+    box = parse_mailbox(f"maildir:{tmp_path}")
+    assert sorted(box.messages_with(token.encode())) == sorted(
+        [f"X: {token}{token}\r\n".encode(), f"X: smtpc-{token}\r\n".encode()])
+    assert box.messages_with(b"X: smtpc") != []  # not a dialogue's token: every file is searched
+
+
+def test_ports_handed_out_at_once_are_all_different() -> None:
+    from conformance.targets.process import PortBook
+
+    book = PortBook()
+    ports = [book.take("127.0.0.1") for _ in range(300)]
+    assert len(set(ports)) == 300
+    book.give_back("127.0.0.1", ports[0])
+    assert ports[0] not in book._taken  # given back: may be handed out again
