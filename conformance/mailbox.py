@@ -57,6 +57,8 @@ def _keep(raw: bytes, token: bytes) -> bool:
 
 # the token a dialogue writes into its messages (dialogue.py): what the Maildir index records per file
 TOKEN = re.compile(rb"smtpc-[0-9a-f]{20}")
+TOKEN_OCTETS = 26
+INDEX_PIECE = 1024 * 1024
 # a listing of the Maildir younger than this is reused: dialogues polling at once share one scan
 RESCAN_AFTER = 0.1
 
@@ -102,9 +104,28 @@ class MaildirMailbox(Mailbox):
             del self._index[gone]
         for file in self._listing:
             if file not in self._index:
-                raw = _read(file)
-                if raw is not None:  # unreadable now (being moved): tried again at the next listing
-                    self._index[file] = frozenset(TOKEN.findall(raw))
+                tokens = _tokens_in(file)
+                if tokens is not None:  # unreadable now (being moved): tried again at the next listing
+                    self._index[file] = tokens
+
+
+def _tokens_in(file: str) -> frozenset[bytes] | None:
+    """The dialogue tokens a stored file carries, read a piece at a time: a 10 MB message (SIZE probes) costs
+    1 MiB of memory to index, not 10, however many targets' readers index theirs at once."""
+    found: set[bytes] = set()
+    tail = b""
+    try:
+        with open(file, "rb") as fh:
+            for _ in range(MAX_OCTETS // INDEX_PIECE):
+                piece = fh.read(INDEX_PIECE)
+                if not piece:
+                    break
+                window = tail + piece
+                found.update(TOKEN.findall(window))
+                tail = window[-TOKEN_OCTETS:]  # a token cut by the piece's end is whole in the next window
+    except OSError:
+        return None
+    return frozenset(found)
 
 
 def _read(file: str) -> bytes | None:
