@@ -614,11 +614,12 @@ class ScenarioFile(pytest.File):
                 if mark not in state.registered_marks:
                     self.config.addinivalue_line("markers", f"{mark}: scenarios tagged {mark}")
                     state.registered_marks.add(mark)
+            decorators = [getattr(pytest.mark, mark) for mark in marks]  # one set shared by the targets' items
             for target in state.targets:
                 item = ScenarioItem.from_parent(self, name=f"{scenario.id}[{target.label}]", scenario=scenario,
                                                 target_label=target.label)
-                for mark in marks:
-                    item.add_marker(mark)
+                for decorator in decorators:
+                    item.add_marker(decorator)
                 items.append(item)
         return items
 

@@ -47,4 +47,7 @@ def run_item(item: pytest.Item) -> None:
 
 
 def _passed(item: pytest.Item, when: str, keywords: dict[str, Any]) -> pytest.TestReport:
-    return pytest.TestReport(item.nodeid, item.location, keywords, "passed", None, when)  # type: ignore[arg-type]
+    # pytest 9 reports carry the item's structured id (junitxml matches a testcase's reports by it); pytest 8
+    # has only the string
+    node_id = getattr(item, "id", None) or item.nodeid
+    return pytest.TestReport(node_id, item.location, keywords, "passed", None, when)  # type: ignore[arg-type]
