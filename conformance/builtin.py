@@ -20,6 +20,7 @@ import re
 import signal
 import socket
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
@@ -198,6 +199,11 @@ async def serve(host: str, port: int, maildir: str, domain: str, hostname: str) 
         return ConformingSMTP(handler, hostname=hostname, data_size_limit=SIZE_LIMIT, enable_SMTPUTF8=True,
                     decode_data=False, ident="smtp-conformance builtin (aiosmtpd)")
 
+    await serve_until_stopped(factory, host, port)
+
+
+async def serve_until_stopped(factory: Callable[[], SMTP], host: str, port: int) -> None:
+    """Listen on host:port with one protocol object per connection until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(factory, host=host, port=port, family=socket.AF_INET)
     stop = asyncio.Event()

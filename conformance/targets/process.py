@@ -137,6 +137,7 @@ class ProcessTarget(Target):
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _tmp: str | None = field(default=None, repr=False)
     _port: int = 0
+    _booked: int = 0  # the port while PORTS holds it for this target (given back once, by the first stop)
     _argv: list[str] = field(default_factory=list, repr=False)
     # stop() may run (Ctrl-C) while start() is still in its worker thread: they must not miss each other
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -149,7 +150,7 @@ class ProcessTarget(Target):
 
     def start(self) -> Endpoint:
         self._tmp = tempfile.mkdtemp(prefix=f"smtp-conformance-{self.kind}-")
-        self._port = free_port(self.host)
+        self._port = self._booked = free_port(self.host)
         self._argv = self.argv(self._port, self._tmp)
         out = open(Path(self._tmp) / "stdout", "wb")  # noqa: SIM115 - owned by the child
         err = open(Path(self._tmp) / "stderr", "wb")  # noqa: SIM115
@@ -207,8 +208,9 @@ class ProcessTarget(Target):
         if self._proc is not None:
             kill_tree(self._proc)
         kill_marked(self._marker)
-        if self._port:
-            PORTS.give_back(self.host, self._port)
+        booked, self._booked = self._booked, 0
+        if booked:  # not twice: by then another target may hold it
+            PORTS.give_back(self.host, booked)
         if self._tmp:
             # logs are read before the temporary directory goes (a second stop keeps them)
             self._logs = {"stdout": self._tail("stdout"), "stderr": self._tail("stderr")}

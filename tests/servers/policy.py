@@ -24,14 +24,12 @@ import argparse
 import asyncio
 import base64
 import binascii
-import signal
-import socket
 import ssl
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from conformance.builtin import SIZE_LIMIT, ConformingSMTP, MaildirHandler
+from conformance.builtin import SIZE_LIMIT, ConformingSMTP, MaildirHandler, serve_until_stopped
 
 MODES = ("none", "auth-required", "starttls-required", "greylist", "all-530", "all-rcpt-450", "rcpt-before-mail",
          "slow-data-end", "auth-any")
@@ -132,13 +130,7 @@ async def serve(args: Any) -> None:
         server.mode = args.mode
         return server
 
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, host=args.host, port=args.port, family=socket.AF_INET)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    await serve_until_stopped(factory, args.host, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:

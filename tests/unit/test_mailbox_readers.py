@@ -304,3 +304,21 @@ def test_ports_handed_out_at_once_are_all_different() -> None:
     assert len(set(ports)) == 300
     book.give_back("127.0.0.1", ports[0])
     assert ports[0] not in book._taken  # given back: may be handed out again
+
+
+def test_a_stopped_target_gives_its_port_back_once() -> None:
+    from conformance.targets.process import PORTS, BuiltinTarget
+
+    target = BuiltinTarget(label="builtin", spec="builtin")
+    endpoint = target.start()
+    try:
+        assert ("127.0.0.1", endpoint.port) in PORTS._taken  # booked while it runs
+    finally:
+        target.stop()
+    assert ("127.0.0.1", endpoint.port) not in PORTS._taken
+    PORTS._taken.add(("127.0.0.1", endpoint.port))  # another target got the same port since
+    try:
+        target.stop()  # a second stop (Ctrl-C during shutdown) must not free the other target's port
+        assert ("127.0.0.1", endpoint.port) in PORTS._taken
+    finally:
+        PORTS.give_back("127.0.0.1", endpoint.port)
