@@ -38,6 +38,7 @@ SESSION_ENV = "SMTP_CONFORMANCE_SESSION"
 SESSION_ID: str = os.environ.get(SESSION_ENV) or uuid.uuid4().hex
 NO_ENGINE = "no container engine: set DOCKER_HOST or run scripts/containers/setup"
 LOOPBACK = "127.0.0.1"
+REMOVE_PATIENCE = 10.0  # seconds a container being started may take to become removable
 LOG_TAIL = 64 * 1024
 
 
@@ -213,6 +214,7 @@ class ImageTarget(Target):
     _starting: bool = field(default=False, repr=False, compare=False)
     _client: Any = field(default=None, repr=False, compare=False)
     _container_id: str | None = field(default=None, repr=False, compare=False)
+    _name: str | None = field(default=None, repr=False, compare=False)  # unique: removable before its id is known
     _info: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
     _logs: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -351,9 +353,9 @@ class ImageTarget(Target):
         except ImportError as exc:
             raise TargetError(f"{self.label}: image targets need testcontainers: {exc}") from None
         try:
+            self._name = f"smtpc-{re.sub(r'[^A-Za-z0-9_.-]', '-', self.label)[:40]}-{uuid.uuid4().hex[:8]}"
             container = DockerContainer(
-                self.image, command=self.command, env=dict(self.env),
-                name=f"smtpc-{re.sub(r'[^A-Za-z0-9_.-]', '-', self.label)[:40]}-{uuid.uuid4().hex[:8]}",
+                self.image, command=self.command, env=dict(self.env), name=self._name,
                 labels={LABEL: "1", LABEL_SESSION: SESSION_ID, f"{LABEL}.target": self.label[:200]})
             self._client = container.get_docker_client()
             version = self._client.client.version()
@@ -469,6 +471,11 @@ class ImageTarget(Target):
         with self._lock:
             self._stopped = True
             cid = self._container_id
+            # a start under way: its container may exist before its id is known, and the process may end before
+            # that start notices it was stopped (seen: SIGTERM, exit 0.3 s later, a container left behind)
+            name = self._name if self._starting and cid is None else None
+        if name is not None:
+            self._remove_id(name)
         if cid is not None:
             with contextlib.suppress(Exception):
                 self._collect_logs(self._client.client.containers.get(cid))
@@ -488,23 +495,44 @@ class ImageTarget(Target):
             self.stop()
 
     def _remove(self, container: Any) -> None:
-        cid = getattr(getattr(container, "_container", None), "id", None)
+        # by its id once the engine gave one; by the unique name we gave it when the start failed half-way
+        # (created, then the start call raised: testcontainers never learnt the id)
+        cid = getattr(getattr(container, "_container", None), "id", None) or self._name
         if cid:
             self._remove_id(cid)
 
     def _remove_id(self, cid: str) -> None:
-        if self._client is None:
-            return
-        from docker.errors import APIError, NotFound
+        from docker.errors import NotFound
 
-        with contextlib.suppress(NotFound):
+        # a start that ended while stop() ran may have closed the shared client (seen: SIGTERM just as the
+        # container became ready, the removal skipped, the container left): then a client of its own
+        own = None
+        client = self._client
+        if client is None:
             try:
-                self._client.client.api.remove_container(cid, force=True, v=True)
-            except APIError as exc:
-                if "in progress" not in str(exc).lower():
-                    with contextlib.suppress(Exception):  # one retry: Podman can be mid-start
-                        time.sleep(0.2)
-                        self._client.client.api.remove_container(cid, force=True, v=True)
+                client = own = _engine_client()
+            except TargetError:
+                return
+        # Podman can refuse the removal of a container it is still starting: remove until the engine no longer
+        # knows it, for a bounded time
+        api = client.client.api
+        deadline = time.monotonic() + REMOVE_PATIENCE
+        try:
+            while True:
+                try:
+                    api.remove_container(cid, force=True, v=True)
+                    api.inspect_container(cid)  # still there
+                except NotFound:
+                    return
+                except Exception:  # noqa: BLE001 - removal in progress, the container mid-start, the engine busy
+                    pass
+                if time.monotonic() >= deadline:
+                    return  # left to atexit, then to `smtp-conformance cleanup`
+                time.sleep(0.2)
+        finally:
+            if own is not None:
+                with contextlib.suppress(Exception):
+                    own.client.close()
 
     def _close_client(self) -> None:
         with self._lock:

@@ -5,7 +5,6 @@ against the OASIS schema, NON-STRICT in JUnit per --smtp-junit-non-strict, the t
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -31,21 +30,17 @@ def run(tmp_path_factory):
     host, port, stop = faulty.start_in_thread(FAULTS)
     env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(out / "step-summary.md"), "NO_COLOR": "",
            "PY_COLORS": "1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     (out / "step-summary.md").write_text("previous step\n")
     try:
-        result = run_suite("--smtp-target", "builtin", "--smtp-target", f"faulty={host}:{port}",
-                           "--smtp-markdown", str(out / "summary.md"), "--smtp-sarif", str(out / "results.sarif"),
-                           "--junitxml", str(out / "junit.xml"), "--smtp-junit-non-strict", "pass",
-                           paths=[str(REPO / "scenarios" / "rfc5321" / f) for f in FILES])
+        with pytest.MonkeyPatch.context() as mp:  # a module fixture: no function-scoped monkeypatch
+            for k, v in env.items():
+                mp.setenv(k, v)
+            result = run_suite("--smtp-target", "builtin", "--smtp-target", f"faulty={host}:{port}",
+                               "--smtp-markdown", str(out / "summary.md"), "--smtp-sarif", str(out / "results.sarif"),
+                               "--junitxml", str(out / "junit.xml"), "--smtp-junit-non-strict", "pass",
+                               paths=[str(REPO / "scenarios" / "rfc5321" / f) for f in FILES])
     finally:
         stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     assert result.document is not None, result.stdout[-3000:] + result.stderr[-2000:]
     outcomes = result.outcomes("faulty")
     assert "fail" in outcomes.values() and "non-strict" in outcomes.values()
@@ -173,19 +168,14 @@ def test_terminal_summary_findings_first_and_no_color(run, tmp_path: Path) -> No
     from tests.servers import faulty
 
     host, port, stop = faulty.start_in_thread(FAULTS)
-    env = {"NO_COLOR": "1", "GITHUB_ACTIONS": "false"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        plain = run_suite("--smtp-target", f"faulty={host}:{port}",
-                          paths=[str(REPO / "scenarios" / "rfc5321" / "4.3.2-sequencing.yaml")])
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("NO_COLOR", "1")
+            mp.setenv("GITHUB_ACTIONS", "false")
+            plain = run_suite("--smtp-target", f"faulty={host}:{port}",
+                              paths=[str(REPO / "scenarios" / "rfc5321" / "4.3.2-sequencing.yaml")])
     finally:
         stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     assert "\x1b[" not in plain.stdout
     lines = plain.stdout.splitlines()
     start = lines.index(next(x for x in lines if x.startswith("faulty: ")))
