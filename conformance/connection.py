@@ -18,6 +18,7 @@ from .reply import Reply, ReplyParser
 from .transcript import Transcript
 
 READ_SIZE = 64 * 1024
+INBOX_LIMIT = 2 * READ_SIZE  # received but unread: reading from the server pauses above twice this
 MAX_TOTAL_READ = 32 * 1024 * 1024  # per connection: a flooding server cannot fill our memory
 # After this long without a byte, a waiting dialogue gives its concurrency slot to a live one (it takes one
 # again when bytes arrive), so that timeouts overlap instead of queueing behind each other.
@@ -87,6 +88,129 @@ def make_tls_context(verify: bool, cafile: str | None = None) -> ssl.SSLContext:
     return ctx
 
 
+class _Wire(asyncio.Protocol):
+    """The transport's side of a Connection: bytes kept until read, flow control both ways, how it ended.
+
+    A protocol instead of asyncio's streams: a round trip then costs a timer and a future, not a stream
+    read, a drain and two timeout contexts. Reads keep the streams' contract (an error before the data
+    still buffered, b"" at the end) so that verdicts do not depend on which of the two is underneath."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.inbox = bytearray()  # received, not yet read
+        self.eof = False
+        self.lost = False
+        self.error: BaseException | None = None  # what ended the connection, if it was not a clean end
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+
+    # ----- asyncio.Protocol --------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.inbox += data
+        self._wake()
+        if len(self.inbox) > 2 * INBOX_LIMIT and not self._reading_paused and self.transport is not None:
+            # a server that floods while nobody reads: the kernel's buffers hold the rest, not our memory
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.transport.pause_reading()
+                self._reading_paused = True
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        # half-closed by the server: stay open for writing (as streams do), except over TLS where it cannot
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.eof = True
+        self.error = exc
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._wake()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # ----- for the Connection ------------------------------------------------------------------
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    @property
+    def readable(self) -> bool:
+        """A read would return at once (data, the end, or the error that ended it)."""
+        return bool(self.inbox) or self.eof
+
+    async def wait_readable(self, timeout: float) -> None:
+        """Until a read would return at once; TimeoutError after timeout seconds."""
+        if self.readable:
+            return
+        waiter = self._waiter = self.loop.create_future()
+        timer = self.loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def read(self, size: int) -> bytes:
+        """Up to size octets (b"" at the end); the error that ended the connection comes first, as in streams."""
+        if self.error is not None:
+            raise self.error
+        if not self.inbox:
+            if self.lost and not self.eof:
+                raise ConnectionResetError("Connection lost")
+            return b""
+        data = bytes(self.inbox[:size])
+        del self.inbox[:size]
+        if self._reading_paused and len(self.inbox) <= INBOX_LIMIT and self.transport is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.transport.resume_reading()
+                self._reading_paused = False
+        return data
+
+    async def write(self, data: bytes, timeout: float) -> None:
+        """Hand data to the transport; wait (TimeoutError after timeout s) only while the server is not
+        reading. A connection already ended raises what ended it, as a stream's drain would."""
+        assert self.transport is not None
+        if not self.lost and not self.transport.is_closing():  # a closed transport refuses writes (uvloop)
+            self.transport.write(data)
+        if self.error is not None:
+            raise self.error
+        if self.lost:
+            raise ConnectionResetError("Connection lost")
+        if not self._writing_paused:
+            return
+        drained = self._drained = self.loop.create_future()
+        timer = self.loop.call_later(timeout, _expire, drained)
+        try:
+            await drained
+        finally:
+            timer.cancel()
+            self._drained = None
+        if self.lost:
+            raise self.error or ConnectionResetError("Connection lost")
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class Connection:
     def __init__(self, transcript: Transcript, idle: Idle | None = None) -> None:
         self.transcript = transcript
@@ -95,8 +219,7 @@ class Connection:
         self.sent_octets = 0
         self.owed = 0.0  # seconds a read waited for the runner's slot after its bytes came
         self.parser = ReplyParser()
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.wire: _Wire | None = None
         self.ended: str | None = None  # "closed" / "reset" once the server ended the connection
         self.timed_out = False
         self.tls = False
@@ -104,11 +227,13 @@ class Connection:
 
     async def open(self, host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None,
                    server_hostname: str | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        wire = _Wire(loop)
         try:
-            self.reader, self.writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=server_hostname if tls else None,
-                    ssl_handshake_timeout=timeout if tls else None, limit=READ_SIZE * 2,
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: wire, host, port, ssl=tls, server_hostname=server_hostname if tls else None,
+                    ssl_handshake_timeout=timeout if tls else None,
                 ),
                 timeout,
             )
@@ -127,12 +252,13 @@ class Connection:
                 raise ResetOnConnect(f"{host}:{port} accepted the connection and reset it at once") from None
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise ConnectError(f"cannot connect to {host}:{port}: {reason}") from None
+        self.wire = wire
         self.tls = tls is not None
         self.transcript.event(f"connected to {host}:{port}" + (" (implicit TLS)" if tls else ""))
 
     async def send(self, data: bytes, timeout: float, chunk_size: int | None = None, delay: float = 0.0) -> None:
         """Write data as one write (or in chunks); a dead peer shows up at the next read instead."""
-        assert self.writer is not None
+        assert self.wire is not None
         pieces = [data] if not chunk_size else [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
         for n, piece in enumerate(pieces):
             if n and delay:
@@ -142,9 +268,7 @@ class Connection:
             if self.ended:
                 continue
             try:
-                self.writer.write(piece)
-                async with asyncio.timeout(timeout):  # no task per write, unlike wait_for (3.11)
-                    await self.writer.drain()
+                await self.wire.write(piece, timeout)
             except TimeoutError:
                 self.transcript.event("write blocked: the server is not reading")
                 return
@@ -154,7 +278,7 @@ class Connection:
 
     async def next(self, timeout: float) -> Observation:
         """The next complete reply, or the event that came instead, within timeout seconds."""
-        assert self.reader is not None
+        assert self.wire is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -165,7 +289,7 @@ class Connection:
             if self.ended:
                 return Event(self.ended)
             remaining = deadline - loop.time()
-            if remaining <= 0 and getattr(self.reader, "_buffer", None):
+            if remaining <= 0 and self.wire.inbox:
                 remaining = 0.001  # bytes that came in time are read before the timeout is called
             if remaining <= 0:
                 self.timed_out = True
@@ -198,23 +322,25 @@ class Connection:
 
     async def _read(self, timeout: float) -> bytes:
         """One read within timeout; past IDLE_AFTER the wait goes on without holding a slot."""
-        assert self.reader is not None
+        wire = self.wire
+        assert wire is not None
+        if wire.readable:
+            return wire.read(READ_SIZE)
         if self.idle is None or timeout <= IDLE_AFTER:
-            async with asyncio.timeout(timeout):  # no task per read, unlike wait_for (3.11)
-                return await self.reader.read(READ_SIZE)
+            await wire.wait_readable(timeout)
+            return wire.read(READ_SIZE)
         try:
-            async with asyncio.timeout(IDLE_AFTER):
-                return await self.reader.read(READ_SIZE)
+            await wire.wait_readable(IDLE_AFTER)
+            return wire.read(READ_SIZE)
         except TimeoutError:
             pass
         loop = asyncio.get_running_loop()
         came = loop.time()
         async with self.idle():
-            async with asyncio.timeout(timeout - IDLE_AFTER):
-                data = await self.reader.read(READ_SIZE)
+            await wire.wait_readable(timeout - IDLE_AFTER)
             came = loop.time()
         self.owed += loop.time() - came
-        return data
+        return wire.read(READ_SIZE)
 
     def busy_at_connect(self, obs: Observation) -> bool:
         """The first reply is a 421 before we sent anything: the server is full, not wrong (retry)."""
@@ -227,23 +353,23 @@ class Connection:
             self.transcript.event(f"connection {kind} by server" + (f": {detail}" if detail else ""))
 
     def buffered(self) -> bytes:
-        """Bytes received but not yet parsed, including what sits unread in the stream."""
+        """Bytes received but not yet parsed, including what sits unread in the inbox."""
         pending = self.parser.pending()
-        inner = getattr(self.reader, "_buffer", b"")
-        return pending + bytes(inner)
+        return pending + (bytes(self.wire.inbox) if self.wire is not None else b"")
 
     async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None, timeout: float) -> str | None:
         """Upgrade in place after a 220 to STARTTLS. Returns an error text, or None on success."""
-        assert self.writer is not None
+        wire = self.wire
+        assert wire is not None and wire.transport is not None
         # Plaintext that arrived before the handshake must not be read as if it came over TLS.
         self.parser.buffer.clear()
-        inner = getattr(self.reader, "_buffer", None)
-        if isinstance(inner, bytearray):
-            inner.clear()
+        wire.inbox.clear()
         self.transcript.event("TLS handshake")
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(
-                self.writer.start_tls(ctx, server_hostname=server_hostname, ssl_handshake_timeout=timeout),
+            transport = await asyncio.wait_for(
+                loop.start_tls(wire.transport, wire, ctx, server_hostname=server_hostname,
+                               ssl_handshake_timeout=timeout),
                 timeout + 1,
             )
         except TimeoutError:
@@ -252,18 +378,23 @@ class Connection:
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             self._end("reset", f"TLS handshake failed: {exc}")
             return f"TLS handshake failed: {exc}"
+        if transport is None:  # the connection ended during the handshake
+            self._end("reset", "TLS handshake failed: connection lost")
+            return "TLS handshake failed: connection lost"
+        wire.transport = transport  # type: ignore[assignment]
         self.tls = True
-        ssl_object = self.writer.get_extra_info("ssl_object")
+        ssl_object = transport.get_extra_info("ssl_object")
         version = ssl_object.version() if ssl_object else "?"
         cipher = ssl_object.cipher()[0] if ssl_object else "?"
         self.transcript.event(f"TLS established: {version} {cipher}")
         return None
 
     async def close(self) -> None:
-        if self.writer is None:
+        wire = self.wire
+        if wire is None or wire.transport is None:
             return
-        self.writer.close()
+        wire.transport.close()
         try:
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-        except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
-            self.writer.transport.abort()
+            await asyncio.wait_for(asyncio.shield(wire.closed), 1.0)
+        except TimeoutError:
+            wire.transport.abort()

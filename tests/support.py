@@ -26,6 +26,10 @@ SERVERS = REPO / "scripts" / "servers"
 SCENARIOS = REPO / "scenarios"
 REAL_SERVERS = ["postfix", "exim", "opensmtpd", "aiosmtpd", "smtp-server", "maildev", "haraka"]
 SINGLE_INSTANCE = {"opensmtpd"}
+# A process's own peak RSS in KiB, as a Python expression to run in it: VmHWM is the high-water mark of its
+# memory. getrusage's ru_maxrss is not: Linux carries the parent's RSS at fork over the exec, so a child of
+# a 250 MiB pytest worker "peaks" at 250 MiB whatever it does.
+PEAK_RSS_KIB = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
 
 
 def missing(what: str) -> None:
@@ -104,6 +108,7 @@ class SuiteRun:
     stdout: str
     stderr: str
     document: dict[str, Any] | None
+    peak_rss_kib: int | None = None  # the suite process's own peak, when run_suite was asked to measure it
 
     def outcomes(self, target: str | None = None) -> dict[str, str]:
         """scenario id -> outcome (for one target, or the only one)."""
@@ -118,11 +123,17 @@ class SuiteRun:
         raise AssertionError(f"no result for {scenario_id}")
 
 
-def run_suite(*args: str, paths: list[str] | None = None, timeout: float = 600, tmp: Path | None = None) -> SuiteRun:
-    """Run the conformance suite as a user would (pytest in a subprocess) and read its JSON results."""
+def run_suite(*args: str, paths: list[str] | None = None, timeout: float = 600, tmp: Path | None = None,
+              measure_rss: bool = False) -> SuiteRun:
+    """Run the conformance suite as a user would (pytest in a subprocess) and read its JSON results; with
+    measure_rss, the subprocess also reports its own peak RSS (SuiteRun.peak_rss_kib)."""
     workdir = Path(tempfile.mkdtemp(prefix="smtpc-run-")) if tmp is None else tmp
     out = workdir / f"results-{os.getpid()}-{free_port()}.json"
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *(paths or [str(SCENARIOS)]),
+    pytest_cmd = ["-m", "pytest"] if not measure_rss else [
+        "-c", "import atexit, sys, pytest\n"
+              f"atexit.register(lambda: print('PEAK_RSS_KIB', {PEAK_RSS_KIB}, file=sys.stderr))\n"
+              "sys.exit(pytest.console_main())\n"]
+    cmd = [sys.executable, *pytest_cmd, "-p", "no:cacheprovider", "-q", *(paths or [str(SCENARIOS)]),
            "--smtp-json", str(out), *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
@@ -132,7 +143,9 @@ def run_suite(*args: str, paths: list[str] | None = None, timeout: float = 600, 
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             out.unlink(missing_ok=True)
-    return SuiteRun(proc.returncode, proc.stdout, proc.stderr, document)
+    peak = next((int(line.split()[1]) for line in reversed(proc.stderr.splitlines())
+                 if line.startswith("PEAK_RSS_KIB ")), None)
+    return SuiteRun(proc.returncode, proc.stdout, proc.stderr, document, peak)
 
 
 # ----- one suite run over selected (scenario, target) pairs, judged against the expected outcomes -----

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import resource
 import shutil
 import time
 from importlib import resources
@@ -185,17 +184,15 @@ def test_flood_after_greeting_keeps_memory_bounded(tmp_path: Path) -> None:
 
     threading.Thread(target=accept, daemon=True).start()
     try:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         run = run_suite("--smtp-target", f"127.0.0.1:{port}", "--smtp-timeout", str(TIMEOUT), "-k", "must-miss",
-                        paths=CORE)
-        peak_kib = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+                        paths=CORE, measure_rss=True)
     finally:
         stop.set()
         listener.close()
     result = run.result("engine-must-miss")
     assert result["outcome"] == "fail"
     assert "multi-line reply longer than" in " ".join(result["findings"])
-    assert peak_kib < 400 * 1024, f"peak RSS {peak_kib} KiB"
+    assert run.peak_rss_kib is not None and run.peak_rss_kib < 400 * 1024, f"peak RSS {run.peak_rss_kib} KiB"
 
 
 def test_slow_server_gets_a_verdict_in_bounded_time(faulty) -> None:
