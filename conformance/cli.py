@@ -173,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.html:
         pytest_args += ["--smtp-html", args.html]
     if args.junit:
-        pytest_args += ["--junitxml", args.junit, "--smtp-junit-non-strict", args.junit_non_strict]
+        pytest_args += ["--smtp-junit", args.junit, "--smtp-junit-non-strict", args.junit_non_strict]
     if args.markdown:
         pytest_args += ["--smtp-markdown", args.markdown]
     if args.sarif:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import ssl
@@ -128,6 +129,7 @@ MAX_FINDINGS = 20  # distinct findings kept per dialogue: a hostile server canno
 ENHANCED_AT_START = re.compile(rb"^([245])\.\d{1,3}\.\d{1,3}(?= )")  # RFC 2034: "always followed by one or more spaces"
 
 
+@functools.lru_cache(maxsize=4096)  # a few dozen patterns and codes, asked on every reply
 def _code_matches(pattern: str, code: int) -> bool:
     text = str(code)
     return len(pattern) == 3 and all(p in ("x", c) for p, c in zip(pattern, text, strict=True))

@@ -1,6 +1,6 @@
 """One failure as every page shows it: what was expected, what came back, where in the YAML, the transcript.
 
-Read from a results entry (docs/results-format.md). The terminal (`plugin.format_failure`), the HTML report
+Read from a results entry (docs/results-format.md). The terminal and JUnit (`format_failure`), the HTML report
 and the grading pages all render this one model, so they cannot disagree about a failure.
 """
 
@@ -153,3 +153,40 @@ class Failure:
         if len(lines) > max_lines:
             out.append(f"… {len(lines) - max_lines} more lines")
         return out
+
+
+def format_failure(r: dict[str, Any], max_rows: int = 200, max_chars: int = 300) -> str:
+    """h2spec-style: what the RFC says, what was acceptable, what came back, and the dialogue.
+
+    Bounded whatever the server sent: at most max_rows transcript rows of max_chars characters each."""
+    lines = [
+        f"{r['id']} [{r['target']}]: {r['outcome'].upper()} ({r['level']}, RFC {r['rfc']} §{r['section']})",
+        f"  {r['title']}",
+        f"  RFC: \"{r['quote']}\"",
+        f"  {r['message']}",
+    ]
+    failure = Failure.of(r)
+    if failure.cause in (Cause.SETUP_REFUSED, Cause.TRANSIENT):  # not a violation: say why it is not
+        lines.append(f"  ({failure.cause_note})")
+    if failure.step is not None:
+        lines.append("")
+        lines.append(f"  Step {failure.step + 1} ({failure.file}:{failure.line}):")
+        lines.extend("    " + line for line in failure.yaml.splitlines())
+        if failure.expected:
+            lines.append("  Expected: " + failure.expected_text())
+        lines.append(f"  Actual:   {failure.actual}")
+    if r.get("findings"):
+        lines.append("")
+        lines.append("  Findings: " + "; ".join(r["findings"])[:2000])
+    rows, left_off = failure.rows(limit=max_rows, max_chars=max_chars)
+    if not max_rows and failure.transcript:
+        lines += ["", "  Transcript: in the JSON/HTML report (the terminal's budget for transcripts is used up)"]
+    if rows:
+        lines.append("")
+        lines.append("  Transcript:")
+        lines.extend(f"    {row.t} {row.dir}: {row.data}" for row in rows)
+        if left_off:
+            lines.append(f"    … {left_off} more entries in the JSON/HTML report")
+    lines.append("")
+    lines.append(f"  Reproduce: {r['reproduce']}")
+    return "\n".join(lines)

@@ -109,15 +109,15 @@ class Template:
     parts: tuple[TemplatePart, ...]
     source_text: str
 
-    @property
-    def variables(self) -> set[str]:
+    @functools.cached_property
+    def variables(self) -> frozenset[str]:  # asked for each payload sent: worked out once
         names: set[str] = set()
         for part in self.parts:
             if isinstance(part, Var):
                 names.add(part.name)
                 if part.inner is not None:
                     names |= part.inner.variables
-        return names
+        return frozenset(names)
 
 
 CODE_PATTERN = re.compile(r"^[2-5][0-9x][0-9x]$")

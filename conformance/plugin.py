@@ -22,9 +22,9 @@ import pytest
 
 from .baseline import Baseline, baseline_yaml, compare, load_baseline
 from .dialogue import PROBE_CAP, Settings, parse_octets
-from .failure import Failure
+from .failure import format_failure
 from .loader import Loader, is_scenario_file, load_requirement_ids
-from .model import Cause, Outcome, Scenario
+from .model import Outcome, Scenario
 from .problems import Problem
 from .progress import Progress
 from .protocol import lean_applies, run_item
@@ -95,9 +95,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(automatic when GITHUB_ACTIONS=true)")
     group.addoption("--smtp-markdown", metavar="PATH", help="write the findings-first Markdown summary here")
     group.addoption("--smtp-sarif", metavar="PATH", help="write FAIL / NON-STRICT findings as SARIF 2.1.0 here")
+    group.addoption("--smtp-junit", metavar="PATH",
+                    help="write JUnit XML here, from the results (what the command line's --junit does); "
+                         "pytest's --junitxml works too, at the cost of the memory its plugin keeps")
     group.addoption("--smtp-junit-non-strict", choices=["skipped", "failure", "pass"], default="skipped",
-                    help="how NON-STRICT results appear in --junitxml: skipped with the RFC sentence and transcript "
-                         "(default), failure (the exit code still follows --smtp-strict), or pass")
+                    help="how NON-STRICT results appear in --smtp-junit and --junitxml: skipped with the RFC "
+                         "sentence and transcript (default), failure (the exit code still follows --smtp-strict), "
+                         "or pass")
 
 
 class LoaderHandoff:
@@ -144,6 +148,7 @@ class SmtpSession:
         self.shard: tuple[int, int] | None = None
         self.progress: Progress | None = None
         self.lean = False  # every item a scenario item: the lean runtest protocol (protocol.py)
+        self.terminal: Any = None  # pytest's terminal reporter (its stats), once the run starts
         self.unusable: dict[str, str] = {}  # label -> why it could not be started or reached
         self.nothing_ran = False  # no target usable: the last reports stay as they were
         self.interrupted = False  # Ctrl-C or SIGTERM (not pytest's "errors during collection")
@@ -244,6 +249,7 @@ class SmtpSession:
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         """Submit every selected item up front; the runner's semaphore bounds what runs at once."""
         self.lean = lean_applies(self.config, session.items, ScenarioItem)
+        self.terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if self.lean:
             # the collected items and scenarios live until the end: the cyclic GC need not walk them again;
             # dialogues allocate fast and make little cyclic garbage: collect the young generation less often
@@ -335,6 +341,14 @@ class SmtpSession:
             category, letter = "failed", "N"
         return category, letter, word
 
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self.lean and self.terminal is not None:
+            # pytest's terminal keeps every passed setup and teardown report under "" and never reads them:
+            # two objects an item, 20 000 in a run of 30 targets
+            quiet = self.terminal.stats.get("")
+            if quiet:
+                quiet.clear()
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "smtp_result", None)
         if result is not None and report.when == "call" and not _is_worker(self.config):
@@ -392,6 +406,13 @@ class SmtpSession:
 
             write_html(self.document, Path(html_path))
             self.written.append(html_path)
+        junit_path = self.config.getoption("smtp_junit")
+        if junit_path:
+            from .report.junit import write_junit
+
+            write_junit(self.document, Path(junit_path), self.config.getoption("smtp_junit_non_strict"),
+                        self.spool.full)
+            self.written.append(junit_path)
         if self.config.getoption("smtp_update_baseline"):
             self.written.extend(self._update_baselines())
         self._ci_outputs()
@@ -511,6 +532,7 @@ def _output_problems(config: pytest.Config) -> list[str]:
     """Report paths that cannot be written, found before anything runs."""
     problems = []
     for option, path in (("--smtp-json", config.getoption("smtp_json")), ("--smtp-html", config.getoption("smtp_html")),
+                         ("--smtp-junit", config.getoption("smtp_junit")),
                          ("--junitxml", getattr(config.option, "xmlpath", None))):
         why = unwritable(Path(path)) if path else None
         if why:
@@ -681,45 +703,6 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.scenario.line - 1, f"{self.scenario.id} [{self.target_label}]"
-
-
-def format_failure(r: dict[str, Any], max_rows: int = 200, max_chars: int = 300) -> str:
-    """h2spec-style: what the RFC says, what was acceptable, what came back, and the dialogue.
-
-    Bounded whatever the server sent: at most max_rows transcript rows of max_chars characters each."""
-    lines = [
-        f"{r['id']} [{r['target']}]: {r['outcome'].upper()} ({r['level']}, RFC {r['rfc']} §{r['section']})",
-        f"  {r['title']}",
-        f"  RFC: \"{r['quote']}\"",
-        f"  {r['message']}",
-    ]
-    failure = Failure.of(r)
-    if failure.cause in (Cause.SETUP_REFUSED, Cause.TRANSIENT):  # not a violation: say why it is not
-        lines.append(f"  ({failure.cause_note})")
-    if failure.step is not None:
-        lines.append("")
-        lines.append(f"  Step {failure.step + 1} ({failure.file}:{failure.line}):")
-        lines.extend("    " + line for line in failure.yaml.splitlines())
-        if failure.expected:
-            lines.append("  Expected: " + failure.expected_text())
-        lines.append(f"  Actual:   {failure.actual}")
-    if r.get("findings"):
-        lines.append("")
-        lines.append("  Findings: " + "; ".join(r["findings"])[:2000])
-    rows, left_off = failure.rows(limit=max_rows, max_chars=max_chars)
-    if not max_rows and failure.transcript:
-        lines += ["", "  Transcript: in the JSON/HTML report (the terminal's budget for transcripts is used up)"]
-    if rows:
-        lines.append("")
-        lines.append("  Transcript:")
-        lines.extend(f"    {row.t} {row.dir}: {row.data}" for row in rows)
-        if left_off:
-            lines.append(f"    … {left_off} more entries in the JSON/HTML report")
-    lines.append("")
-    lines.append(f"  Reproduce: {r['reproduce']}")
-    return "\n".join(lines)
-
-
 
 
 def _xdist_upcoming(item: pytest.Item) -> list[pytest.Item]:

@@ -81,7 +81,10 @@ class Result:
         return result
 
     def as_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _RESULT_FIELDS}
+
+
+_RESULT_FIELDS = tuple(f.name for f in fields(Result))  # dataclasses.fields() is slow to ask per result
 
 
 def result_entry(scenario: Scenario, target: str, outcome: Outcome, message: str,
@@ -175,8 +178,6 @@ def fails_run(outcome: str, strict: bool) -> bool:
 def unwritable(path: Path) -> str | None:
     """Why a report cannot be written to `path` (checked before a run, so that a run never ends in a
     traceback after minutes of work), or None when it can."""
-    import os
-
     if path.is_dir():
         return f"{path} is a folder, not a file"
     parent = path.parent
@@ -192,9 +193,12 @@ def unwritable(path: Path) -> str | None:
 
 
 # ----- results streamed to disk ------------------------------------------------------------------------
-RUN_TRANSCRIPT_BUDGET = 2 * 1024 * 1024  # characters of transcripts the in-memory document keeps in all
+RUN_TRANSCRIPT_BUDGET = 4 * 1024 * 1024  # octets of memory the in-memory document's transcripts take in all
+ENTRY_OVERHEAD = 256  # octets a transcript entry takes besides its text (its dict, time and strings)
 SHORT_TRANSCRIPT = 4 * 1024  # characters a non-pass result keeps once the run's budget is used
 LEFT_OUT = "[transcript left out of this report to bound its size: it is in the results JSON]"
+# one list for every result whose transcript is left out (thousands in a large run); nothing changes it
+_LEFT_OUT_TRANSCRIPT = [{"t": 0.0, "dir": "*", "data": LEFT_OUT}]
 
 
 class Spool:
@@ -208,20 +212,26 @@ class Spool:
         # deleted by the system when closed or when the process ends, however it ends
         self._file = tempfile.TemporaryFile(mode="w+b", dir=folder, prefix="smtpc-results-")  # noqa: SIM115
         self._where: dict[tuple[str, str], tuple[int, int]] = {}
-        self.transcript_chars = 0
+        self._end = 0  # where the next entry goes: kept here, since a seek or tell flushes the write buffer
+        self._at_end = True
+        self.transcript_chars = 0  # memory the kept transcripts take (RUN_TRANSCRIPT_BUDGET), in octets
 
     def add(self, entry: dict[str, Any]) -> dict[str, Any]:
         line = (json.dumps(entry, ensure_ascii=True) + "\n").encode()
-        self._file.seek(0, os.SEEK_END)
-        self._where[(str(entry.get("target")), str(entry.get("id")))] = (self._file.tell(), len(line))
+        if not self._at_end:
+            self._file.seek(self._end)
+            self._at_end = True
+        self._where[(str(entry.get("target")), str(entry.get("id")))] = (self._end, len(line))
         self._file.write(line)
+        self._end += len(line)
         slim = dict(entry)
         transcript = entry.get("transcript") or []
-        size = sum(len(str(e.get("data", ""))) for e in transcript if isinstance(e, dict))
+        # counted as memory, not as characters: a dict per entry weighs more than most entries' text
+        size = sum(len(str(e.get("data", ""))) + ENTRY_OVERHEAD for e in transcript if isinstance(e, dict))
         if self.transcript_chars + size <= RUN_TRANSCRIPT_BUDGET:
             self.transcript_chars += size
         elif entry.get("outcome") in ("pass", "unsupported", "skipped", "info"):
-            slim["transcript"] = [{"t": 0.0, "dir": "*", "data": LEFT_OUT}] if transcript else []
+            slim["transcript"] = _LEFT_OUT_TRANSCRIPT if transcript else []
         else:
             slim["transcript"] = _shortened(transcript, SHORT_TRANSCRIPT)
         return slim
@@ -231,6 +241,7 @@ class Spool:
         where = self._where.get((str(entry.get("target")), str(entry.get("id"))))
         if where is None:
             return entry
+        self._at_end = False
         self._file.seek(where[0])
         return json.loads(self._file.read(where[1]))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conformance.report.findings import findings_by_target
-from conformance.report.junit import mark_non_strict
+from conformance.report.junit import mark_non_strict, write_junit
 from conformance.report.markdown import render_markdown
 from tests.support import REPO, missing, run_suite
 
@@ -37,7 +37,8 @@ def run(tmp_path_factory):
                 mp.setenv(k, v)
             result = run_suite("--smtp-target", "builtin", "--smtp-target", f"faulty={host}:{port}",
                                "--smtp-markdown", str(out / "summary.md"), "--smtp-sarif", str(out / "results.sarif"),
-                               "--junitxml", str(out / "junit.xml"), "--smtp-junit-non-strict", "pass",
+                               "--junitxml", str(out / "junit.xml"), "--smtp-junit", str(out / "ours.xml"),
+                               "--smtp-junit-non-strict", "pass",
                                paths=[str(REPO / "scenarios" / "rfc5321" / f) for f in FILES])
     finally:
         stop()
@@ -156,6 +157,45 @@ def test_junit_non_strict_modes(run, tmp_path: Path, mode: str) -> None:
     assert len(root.findall(".//testcase/failure")) == len(fails) + (len(non_strict) if mode == "failure" else 0)
     key = "failures" if mode == "failure" else "skipped"
     assert int(suite.get(key)) == int(before.find("testsuite").get(key)) + len(non_strict)
+
+
+def _cases(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(testcase -> what it records: failure / skipped / pass, the testsuite's counts)."""
+    root = ET.parse(path).getroot()
+    suite = root.find("testsuite") if root.tag == "testsuites" else root
+    assert suite is not None
+    cases = {}
+    for case in suite.iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("failure", "skipped", "error")]
+        assert len(kinds) <= 1, ET.tostring(case)
+        cases[f"{case.get('classname')}::{case.get('name')}"] = kinds[0] if kinds else "pass"
+    return cases, {k: suite.get(k, "") for k in ("tests", "failures", "skipped", "errors")}
+
+
+@pytest.mark.parametrize("mode", ["skipped", "failure", "pass"])
+def test_junit_written_from_the_results_records_what_pytests_does(run, tmp_path: Path, mode: str) -> None:
+    """--smtp-junit (the command line's --junit) streams JUnit from the results instead of keeping pytest's
+    junitxml in memory: the same testcases, failed and skipped alike, as pytest's file with NON-STRICT marked."""
+    result, out = run
+    pytests = tmp_path / "pytest.xml"
+    shutil.copy(out / "junit.xml", pytests)
+    mark_non_strict(pytests, result.document["results"], mode)
+    ours = tmp_path / "ours.xml"
+    write_junit(result.document, ours, mode)
+    expected, counts = _cases(pytests)
+    assert _cases(ours) == (expected, counts)
+    assert {"failure", "pass"} <= set(expected.values())
+    if mode == "pass":  # the run's own file (the plugin wrote it with mode "pass") is the same
+        assert _cases(out / "ours.xml") == (expected, counts)
+    root = ET.parse(ours).getroot()
+    for r in result.document["results"]:
+        if r["outcome"] == "fail":
+            case = root.find(f".//testcase[@name='{r['id']}[{r['target']}]']")
+            assert case is not None
+            failure = case.find("failure")
+            assert failure is not None and failure.get("message", "").startswith("FAIL (")
+            assert r["quote"][:60] in (failure.text or "") and "Transcript:" in (failure.text or "")
+            assert case.find("properties/property[@name='smtp_outcome']").get("value") == "fail"
 
 
 def test_terminal_summary_findings_first_and_no_color(run, tmp_path: Path) -> None:

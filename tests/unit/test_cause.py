@@ -7,12 +7,11 @@ import socket
 from pathlib import Path
 
 from conformance.dialogue import Dialogue, Settings
-from conformance.failure import Failure
+from conformance.failure import Failure, format_failure
 from conformance.grading.explain import explain
 from conformance.grading.score import unanswered
 from conformance.loader import Loader
 from conformance.model import Cause, Outcome
-from conformance.plugin import format_failure
 from conformance.results import Result
 from conformance.targets.base import Endpoint
 
