@@ -229,7 +229,9 @@ class SmtpSession:
         if self.runner is None:
             opt = self.config.getoption
             settings = Settings(timeout=opt("smtp_timeout"), probe_cap=opt("smtp_probe_cap"))
-            self.runner = Runner(self.targets, settings, opt("smtp_concurrency"))
+            # results go to the spool as they finish, except on an xdist worker: the controller spools them
+            sink = None if _is_worker(self.config) else self.spool.add
+            self.runner = Runner(self.targets, settings, opt("smtp_concurrency"), sink)
         return self.runner
 
     def close(self) -> None:
@@ -352,8 +354,9 @@ class SmtpSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "smtp_result", None)
         if result is not None and report.when == "call" and not _is_worker(self.config):
-            # to disk at once; memory (and pytest's own list of reports) keeps a slim copy
-            report.smtp_result = self.spool.add(result)
+            # on disk already (the runner's sink) or now; memory (and pytest's list of reports) keeps a slim copy
+            if not self.spool.holds(result):
+                report.smtp_result = self.spool.add(result)
             self.results.append(report.smtp_result)
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -449,8 +452,10 @@ class SmtpSession:
                 continue
             item = items.get(key)
             if item is not None:
-                r["nodeid"] = item.nodeid
-                r["reproduce"] = reproduce_line(item, self.repro.get(item.target_label, ""))
+                changes = {"nodeid": item.nodeid,
+                           "reproduce": reproduce_line(item, self.repro.get(item.target_label, ""))}
+                r.update(changes)
+                self.spool.amend(r, changes)
             self.results.append(r)
 
     def _document(self) -> dict[str, Any]:
@@ -671,20 +676,24 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         result = state.get_runner().result(self.scenario, self.target_label)
+        changes: dict[str, Any] = {"nodeid": self.nodeid,
+                                   "reproduce": reproduce_line(self, state.repro.get(self.target_label, ""))}
         if self.config.getoption("smtp_transcripts") == "non-pass" and result["outcome"] in (
                 "pass", "unsupported", "skipped"):
-            result["transcript"] = []  # the runner keeps every result until the end: free the bulk now
-        result["nodeid"] = self.nodeid
-        result["reproduce"] = reproduce_line(self, state.repro.get(self.target_label, ""))
-        self.smtp_result = result
-        self.user_properties.append(("smtp_outcome", result["outcome"]))
+            changes["transcript"] = []
         outcome = result["outcome"]
-        if outcome in (Outcome.UNSUPPORTED.value, Outcome.SKIPPED.value):
-            pytest.skip(f"{outcome}: {result['message']}")
         baseline = state.baselines.get(self.target_label)
         expected = baseline.deviations.get(result["id"]) if baseline else None
-        if expected is not None and expected.outcome == outcome:
-            result["baselined"] = True  # a known deviation, with its reason in the baseline: not a failure
+        skipped = outcome in (Outcome.UNSUPPORTED.value, Outcome.SKIPPED.value)
+        if expected is not None and expected.outcome == outcome and not skipped:
+            changes["baselined"] = True  # a known deviation, with its reason in the baseline: not a failure
+        result.update(changes)
+        state.spool.amend(result, changes)  # the entry went to disk when it finished: the JSON gets these too
+        self.smtp_result = result
+        self.user_properties.append(("smtp_outcome", outcome))
+        if skipped:
+            pytest.skip(f"{outcome}: {result['message']}")
+        if result.get("baselined"):
             return
         if fails_run(outcome, state.strict):
             raise ScenarioFailed(result)

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -212,18 +213,34 @@ class Spool:
         # deleted by the system when closed or when the process ends, however it ends
         self._file = tempfile.TemporaryFile(mode="w+b", dir=folder, prefix="smtpc-results-")  # noqa: SIM115
         self._where: dict[tuple[str, str], tuple[int, int]] = {}
+        self._amended: dict[tuple[str, str], dict[str, Any]] = {}  # fields set after the entry was written
+        self._lock = threading.Lock()  # entries come from the runner's thread, reads from pytest's
         self._end = 0  # where the next entry goes: kept here, since a seek or tell flushes the write buffer
         self._at_end = True
         self.transcript_chars = 0  # memory the kept transcripts take (RUN_TRANSCRIPT_BUDGET), in octets
 
+    @staticmethod
+    def _key(entry: dict[str, Any]) -> tuple[str, str]:
+        return str(entry.get("target")), str(entry.get("id"))
+
+    def holds(self, entry: dict[str, Any]) -> bool:
+        return self._key(entry) in self._where
+
+    def amend(self, entry: dict[str, Any], changes: dict[str, Any]) -> None:
+        """Fields set on an entry after it was written (its node id, …): the results JSON has them too."""
+        key = self._key(entry)
+        if key in self._where:
+            self._amended.setdefault(key, {}).update(changes)
+
     def add(self, entry: dict[str, Any]) -> dict[str, Any]:
         line = (json.dumps(entry, ensure_ascii=True) + "\n").encode()
-        if not self._at_end:
-            self._file.seek(self._end)
-            self._at_end = True
-        self._where[(str(entry.get("target")), str(entry.get("id")))] = (self._end, len(line))
-        self._file.write(line)
-        self._end += len(line)
+        with self._lock:
+            if not self._at_end:
+                self._file.seek(self._end)
+                self._at_end = True
+            self._where[self._key(entry)] = (self._end, len(line))
+            self._file.write(line)
+            self._end += len(line)
         slim = dict(entry)
         transcript = entry.get("transcript") or []
         # counted as memory, not as characters: a dict per entry weighs more than most entries' text
@@ -238,12 +255,15 @@ class Spool:
 
     def full(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The entry as written (with its whole transcript), or the given one if it was never spooled."""
-        where = self._where.get((str(entry.get("target")), str(entry.get("id"))))
+        key = self._key(entry)
+        where = self._where.get(key)
         if where is None:
             return entry
-        self._at_end = False
-        self._file.seek(where[0])
-        return json.loads(self._file.read(where[1]))
+        with self._lock:
+            self._at_end = False
+            self._file.seek(where[0])
+            line = self._file.read(where[1])
+        return {**json.loads(line), **self._amended.get(key, {})}
 
     def write_json(self, document: dict[str, Any], path: Path) -> None:
         """The document with each result read back in full from the spool, one at a time."""

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import resource
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
@@ -198,8 +198,12 @@ def profile_skip(scenario: Scenario, profile: str | None) -> str | None:
 
 
 class Runner:
-    def __init__(self, targets: list[Target], settings: Settings, concurrency: int = 8) -> None:
+    def __init__(self, targets: list[Target], settings: Settings, concurrency: int = 8,
+                 sink: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.targets = {t.label: t for t in targets}
+        # each finished result goes here at once (the plugin's spool, on disk) and its future keeps what the
+        # sink returns: pytest takes results in collection order, so thousands can finish before it asks
+        self.sink = sink
         self.settings = settings
         self.concurrency = max(1, concurrency)
         bound_malloc()
@@ -336,7 +340,8 @@ class Runner:
 
     async def _drive(self, scenario: Scenario, label: str, future: concurrent.futures.Future[dict[str, Any]]) -> None:
         try:
-            future.set_result(await self._run(scenario, label))
+            result = await self._run(scenario, label)
+            future.set_result(result if self.sink is None else self.sink(result))
         except asyncio.CancelledError:
             if not future.done():
                 future.set_exception(concurrent.futures.CancelledError())  # as a cancelled future would

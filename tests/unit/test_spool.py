@@ -46,3 +46,16 @@ def test_write_json_streams_full_entries(tmp_path: Path) -> None:
     document = json.loads((tmp_path / "r.json").read_text())
     assert document["results"] == full and document["summary"] == {"total": 3}
     spool.close()
+
+
+def test_fields_set_after_the_entry_was_written_reach_the_json(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    slim = spool.add(entry(1, "fail", 100))
+    assert spool.holds(slim) and not spool.holds(entry(2))
+    spool.amend(slim, {"nodeid": "a.yaml::s1[t]", "baselined": True})
+    spool.amend(entry(2), {"nodeid": "never written"})  # not held: nothing to amend
+    assert spool.full(slim) == {**entry(1, "fail", 100), "nodeid": "a.yaml::s1[t]", "baselined": True}
+    spool.write_json({"results": [slim, entry(2)]}, tmp_path / "r.json")
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert results[0]["nodeid"] == "a.yaml::s1[t]" and results[1] == entry(2)
+    spool.close()
