@@ -192,7 +192,7 @@ class Dialogue:
         self.decisive: Decisive | None = None
         self.decisive_code: int | None = None
         self.last_code: int | None = None
-        self.last_text = ""  # for challenge-response AUTH
+        self.last_reply: Reply | None = None  # its text answers a challenge-response AUTH
         self.enhanced_from: EnhancedCodes | None = None
         self.codes: list[int | None] = []
         self.findings: list[str] = []
@@ -252,6 +252,10 @@ class Dialogue:
             findings=self.findings, keywords=self.keywords,
             cause=self.cause if self.outcome is not Outcome.PASS else None,
         )
+
+    @property
+    def last_text(self) -> str:
+        return self.last_reply.text if self.last_reply is not None else ""
 
     async def _run(self) -> None:
         ep = self.endpoint
@@ -425,7 +429,7 @@ class Dialogue:
         if what is None:
             what = expect.command or (None if self.sent_any else GREETING)
         self.waiting = _Wait(what, time.monotonic(), expect.source, expect)
-        self.progress_note = f"waiting up to {timeout:g} s for a reply"
+        self.progress_note = _waiting_note(timeout)
         obs = await self._next_past_busy(timeout)
         self.waiting = None
         self.progress_note = ""
@@ -435,7 +439,7 @@ class Dialogue:
         if isinstance(obs, Reply):
             self.codes.append(obs.code)
             self.last_code = obs.code
-            self.last_text = obs.text
+            self.last_reply = obs  # its text is decoded only if an AUTH challenge needs it
             for finding in obs.findings:
                 if finding not in self.findings and len(self.findings) < MAX_FINDINGS:
                     self.findings.append(finding)
@@ -819,6 +823,11 @@ def _by_wildcard(alt: Alternative, obs: Observation) -> bool:
 
 def _names(expect: Expectation, code: int) -> bool:
     return any(str(code) in alt.codes for alt in expect.alternatives)
+
+
+@functools.lru_cache(maxsize=64)  # a handful of timeouts; the note is set before every reply
+def _waiting_note(timeout: float) -> str:
+    return f"waiting up to {timeout:g} s for a reply"
 
 
 def _is_policy(obs: Reply) -> bool:

@@ -244,8 +244,11 @@ class Spool:
         slim = dict(entry)
         transcript = entry.get("transcript") or []
         # counted as memory, not as characters: a dict per entry weighs more than most entries' text
-        size = sum(len(str(e.get("data", ""))) + ENTRY_OVERHEAD for e in transcript if isinstance(e, dict))
-        if self.transcript_chars + size <= RUN_TRANSCRIPT_BUDGET:
+        left = RUN_TRANSCRIPT_BUDGET - self.transcript_chars
+        size = 0
+        if len(transcript) * ENTRY_OVERHEAD <= left:  # once the budget is used up, not even counted
+            size = sum(len(str(e.get("data", ""))) + ENTRY_OVERHEAD for e in transcript if isinstance(e, dict))
+        if len(transcript) * ENTRY_OVERHEAD <= left and size <= left:
             self.transcript_chars += size
         elif entry.get("outcome") in ("pass", "unsupported", "skipped", "info"):
             slim["transcript"] = _LEFT_OUT_TRANSCRIPT if transcript else []

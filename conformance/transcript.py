@@ -50,6 +50,10 @@ class Transcript:
 
     def _record(self, direction: str, data: bytes) -> None:
         used = self.recorded[direction]
+        if used + len(data) <= HEAD_OCTETS and len(self.entries) < MAX_ENTRIES:  # most pieces: kept whole
+            self.recorded[direction] = used + len(data)
+            self.entries.append(Entry(time.monotonic() - self.started, direction, data))
+            return
         room = HEAD_OCTETS - used if used < HEAD_OCTETS else min(TAIL_PIECE, MAX_RECORDED - used)
         if len(self.entries) >= MAX_ENTRIES:
             room = 0

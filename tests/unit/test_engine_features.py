@@ -8,6 +8,7 @@ from pathlib import Path
 from conformance.dialogue import Dialogue, Settings
 from conformance.loader import Loader
 from conformance.model import Write
+from conformance.reply import ReplyParser
 from conformance.targets.base import Endpoint
 from conformance.templates import cram_md5_response, credential_values
 
@@ -69,7 +70,12 @@ def test_cram_md5_uses_the_last_challenge(tmp_path: Path) -> None:
     scenario = load(tmp_path, "  - send: '{cram_md5}'\n")
     assert scenario.needs == ("credentials",)
     dialogue = Dialogue(scenario, Endpoint("127.0.0.1", 1), credential_values("tim", "tanstaaftanstaaf"), Settings())
-    dialogue.last_text = base64.b64encode(b"<1896.697170952@postoffice.reston.mci.net>").decode()
+    challenge = base64.b64encode(b"<1896.697170952@postoffice.reston.mci.net>")
+    dialogue.last_reply = ReplyParser().next_reply() or None  # nothing yet: no challenge
+    assert dialogue.last_text == ""
+    parser = ReplyParser()
+    parser.feed(b"334 " + challenge + b"\r\n")
+    dialogue.last_reply = parser.next_reply()  # the server's challenge, as the dialogue records it
     payload = scenario.actions[0].payloads[0]
     assert dialogue._payload_bytes(payload) == b"dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n"
 
