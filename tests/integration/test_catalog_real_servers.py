@@ -42,8 +42,17 @@ def test_catalog_against_real_server(name: str) -> None:
         # single smtp process) may greet late; no expected result depends on a timeout
         profile = ["--smtp-profile", PROFILES[name]] if name in PROFILES else []
         run = run_suite(*target, *profile, "--smtp-timeout", "30", paths=[str(SCENARIOS)])
-    assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
-    results = run.document["results"]
+        assert run.document is not None, run.stdout[-3000:] + run.stderr[-2000:]
+        results = run.document["results"]
+        # A reply that did not come within 30 s is no verdict (INFO, cause timeout), and on a loaded CI machine
+        # OpenSMTPD has, rarely, not greeted in time: such scenarios run once more, alone, before being compared;
+        # a deviation that is real shows up again.
+        late = {r["file"] for r in compare(results, baseline).new if r["outcome"] == "info" and r["cause"] == "timeout"}
+        if late and len(late) <= 5:
+            again = run_suite(*target, *profile, "--smtp-timeout", "30", paths=sorted(late))
+            assert again.document is not None, again.stdout[-3000:] + again.stderr[-2000:]
+            redone = {r["id"]: r for r in again.document["results"]}
+            results = [redone.get(r["id"], r) for r in results]
     assert len(results) >= 100
     assert not [r for r in results if r["outcome"] == "error"], [
         (r["id"], r["message"]) for r in results if r["outcome"] == "error"]
