@@ -159,22 +159,26 @@ class _Wire(asyncio.Protocol):
         """Until a read would return at once; TimeoutError after timeout seconds."""
         if self.readable:
             return
-        waiter = self._waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _expire, waiter)
+        self._waiter = self.loop.create_future()
         try:
-            await waiter
+            await self._within(self._waiter, timeout)
+        finally:
+            self._waiter = None
+
+    async def _within(self, future: asyncio.Future[None], timeout: float) -> None:
+        """Until the future is done; TimeoutError after timeout seconds (a timer, not a task)."""
+        timer = self.loop.call_later(timeout, _expire, future)
+        try:
+            await future
         finally:
             timer.cancel()
-            self._waiter = None
 
     def read(self, size: int) -> bytes:
         """Up to size octets (b"" at the end); the error that ended the connection comes first, as in streams."""
         if self.error is not None:
             raise self.error
         if not self.inbox:
-            if self.lost and not self.eof:
-                raise ConnectionResetError("Connection lost")
-            return b""
+            return b""  # the end (connection_lost sets eof too)
         data = bytes(self.inbox[:size])
         del self.inbox[:size]
         if self._reading_paused and len(self.inbox) <= INBOX_LIMIT and self.transport is not None:
@@ -195,12 +199,10 @@ class _Wire(asyncio.Protocol):
             raise ConnectionResetError("Connection lost")
         if not self._writing_paused:
             return
-        drained = self._drained = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _expire, drained)
+        self._drained = self.loop.create_future()
         try:
-            await drained
+            await self._within(self._drained, timeout)
         finally:
-            timer.cancel()
             self._drained = None
         if self.lost:
             raise self.error or ConnectionResetError("Connection lost")

@@ -217,7 +217,7 @@ class Spool:
         self._lock = threading.Lock()  # entries come from the runner's thread, reads from pytest's
         self._end = 0  # where the next entry goes: kept here, since a seek or tell flushes the write buffer
         self._at_end = True
-        self.transcript_chars = 0  # memory the kept transcripts take (RUN_TRANSCRIPT_BUDGET), in octets
+        self.transcript_memory = 0  # octets the kept transcripts take (RUN_TRANSCRIPT_BUDGET)
 
     @staticmethod
     def _key(entry: dict[str, Any]) -> tuple[str, str]:
@@ -244,12 +244,13 @@ class Spool:
         slim = dict(entry)
         transcript = entry.get("transcript") or []
         # counted as memory, not as characters: a dict per entry weighs more than most entries' text
-        left = RUN_TRANSCRIPT_BUDGET - self.transcript_chars
-        size = 0
-        if len(transcript) * ENTRY_OVERHEAD <= left:  # once the budget is used up, not even counted
+        left = RUN_TRANSCRIPT_BUDGET - self.transcript_memory
+        fits = len(transcript) * ENTRY_OVERHEAD <= left  # once the budget is used up, not even counted
+        if fits:
             size = sum(len(str(e.get("data", ""))) + ENTRY_OVERHEAD for e in transcript if isinstance(e, dict))
-        if len(transcript) * ENTRY_OVERHEAD <= left and size <= left:
-            self.transcript_chars += size
+            fits = size <= left
+        if fits:
+            self.transcript_memory += size
         elif entry.get("outcome") in ("pass", "unsupported", "skipped", "info"):
             slim["transcript"] = _LEFT_OUT_TRANSCRIPT if transcript else []
         else:

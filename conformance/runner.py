@@ -47,25 +47,29 @@ def bound_malloc() -> None:
       each keeps what its thread freed; the targets' start-up and mailbox threads made a 30-target run
       peak 20-25 MiB higher. Python's threads take turns under the GIL, so they hardly contend for malloc.
     Elsewhere (not glibc) nothing is changed."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
+    libc = _glibc()
+    if libc is not None:
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
         libc.mallopt(M_ARENA_MAX, ARENA_MAX)
-    except (OSError, AttributeError):
-        pass
 
 
 def give_back_freed() -> None:
     """Hand the memory the dialogues freed back to the system before the reports are built (glibc keeps
     free pages inside its heaps until asked)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _glibc() -> Any:
+    """The C library when it is glibc (mallopt and malloc_trim are glibc's), else None."""
     try:
         import ctypes
 
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -52,7 +52,7 @@ class Transcript:
         used = self.recorded[direction]
         if used + len(data) <= HEAD_OCTETS and len(self.entries) < MAX_ENTRIES:  # most pieces: kept whole
             self.recorded[direction] = used + len(data)
-            self.entries.append(Entry(time.monotonic() - self.started, direction, data))
+            self.entries.append(Entry(self._now(), direction, data))
             return
         room = HEAD_OCTETS - used if used < HEAD_OCTETS else min(TAIL_PIECE, MAX_RECORDED - used)
         if len(self.entries) >= MAX_ENTRIES:
