@@ -79,6 +79,15 @@ def faulty(fault: str | None) -> list[str]:
     return ["--target", f"{fault or 'faulty'}=cmd:{FAULTY}" + (f" --fault {fault}" if fault else "")]
 
 
+def machine_speed() -> float:
+    """CPU seconds of a fixed pure-Python workload (the best of three): the same machine kind has run the
+    same code twice as slow on one day as on another, so CPU per dialogue is read next to this."""
+    script = "import time\nt = time.process_time()\ns = 0\nfor i in range(5_000_000):\n    s += i\n" \
+             "print(time.process_time() - t)"
+    return min(float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                    check=True).stdout) for _ in range(3))
+
+
 def targets_file(tmp: Path, count: int) -> Path:
     path = tmp / f"targets-{count}.yaml"
     path.write_text("targets:\n" + "".join(f"  - label: b{i + 1:02d}\n    builtin: true\n" for i in range(count)))
@@ -177,6 +186,8 @@ def main() -> int:
     load = os.getloadavg()[0]
     print(f"\nratio = measurement / goal (≤ 1 is within goal); {os.cpu_count()} CPUs, load average {load:.1f} "
           "when the benchmark ended (numbers taken under load are slower)")
+    print(f"machine speed: a fixed Python loop (5 M additions) took {machine_speed():.2f} s of CPU; CPU per "
+          "dialogue scales with it (docs/performance.md records both)")
     return 0 if all(ok for *_, ok in table.rows) else 1
 
 

@@ -283,8 +283,10 @@ class Connection:
         assert self.wire is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        parser = self.parser
         while True:
-            reply = self.parser.next_reply(eof=self.ended is not None)
+            # an empty buffer holds no reply, not even at the end: parse only when bytes came
+            reply = parser.next_reply(eof=self.ended is not None) if parser.buffer else None
             if reply is not None:
                 self.replies += 1
                 return reply

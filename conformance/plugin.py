@@ -140,6 +140,7 @@ class SmtpSession:
         self.runner: Runner | None = None
         self.results: list[dict[str, Any]] = []  # slim copies: the full entries are in the spool, on disk
         self.spool = Spool()
+        self.submitted: dict[tuple[str, str], ScenarioItem] = {}  # (scenario id, target) -> its item
         self.failure_chars = FAILURE_BUDGET  # what the terminal's failure blocks may still print
         self.identities: dict[str, dict[str, Any]] = {}
         self.started = dt.datetime.now(dt.UTC)
@@ -230,9 +231,32 @@ class SmtpSession:
             opt = self.config.getoption
             settings = Settings(timeout=opt("smtp_timeout"), probe_cap=opt("smtp_probe_cap"))
             # results go to the spool as they finish, except on an xdist worker: the controller spools them
-            sink = None if _is_worker(self.config) else self.spool.add
+            sink = None if _is_worker(self.config) else self._spool_finished
             self.runner = Runner(self.targets, settings, opt("smtp_concurrency"), sink)
         return self.runner
+
+    def settle(self, result: dict[str, Any], item: ScenarioItem) -> dict[str, Any]:
+        """What this session adds to a result of this item: its node id, Reproduce line, whether a baseline
+        expects it, and whether its transcript is kept."""
+        changes: dict[str, Any] = {"nodeid": item.nodeid,
+                                   "reproduce": reproduce_line(item, self.repro.get(item.target_label, ""))}
+        outcome = result["outcome"]
+        if self.config.getoption("smtp_transcripts") == "non-pass" and outcome in ("pass", "unsupported", "skipped"):
+            changes["transcript"] = []
+        baseline = self.baselines.get(item.target_label)
+        expected = baseline.deviations.get(result["id"]) if baseline else None
+        if expected is not None and expected.outcome == outcome and outcome not in (
+                Outcome.UNSUPPORTED.value, Outcome.SKIPPED.value):
+            changes["baselined"] = True  # a known deviation, with its reason in the baseline: not a failure
+        return changes
+
+    def _spool_finished(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The runner's sink (its thread): the result settled and written to disk as it finishes, so that the
+        results JSON copies its line as it is instead of decoding and encoding it again."""
+        item = self.submitted.get((entry["id"], entry["target"]))
+        if item is not None:
+            entry.update(self.settle(entry, item))
+        return self.spool.add(entry)
 
     def close(self) -> None:
         """Stop every target; keep their identities (with final logs) for the report."""
@@ -319,6 +343,7 @@ class SmtpSession:
         if scenario_items:
             runner = self.get_runner()
             for item in scenario_items:
+                self.submitted[(item.scenario.id, item.target_label)] = item  # before the runner can finish it
                 runner.submit(item.scenario, item.target_label)
 
     @pytest.hookimpl(hookwrapper=True)
@@ -676,19 +701,12 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         result = state.get_runner().result(self.scenario, self.target_label)
-        changes: dict[str, Any] = {"nodeid": self.nodeid,
-                                   "reproduce": reproduce_line(self, state.repro.get(self.target_label, ""))}
-        if self.config.getoption("smtp_transcripts") == "non-pass" and result["outcome"] in (
-                "pass", "unsupported", "skipped"):
-            changes["transcript"] = []
+        if result.get("nodeid") != self.nodeid:  # not settled by the runner's sink (an xdist worker, …)
+            changes = state.settle(result, self)
+            result.update(changes)
+            state.spool.amend(result, changes)  # if the entry went to disk already, the JSON gets these too
         outcome = result["outcome"]
-        baseline = state.baselines.get(self.target_label)
-        expected = baseline.deviations.get(result["id"]) if baseline else None
         skipped = outcome in (Outcome.UNSUPPORTED.value, Outcome.SKIPPED.value)
-        if expected is not None and expected.outcome == outcome and not skipped:
-            changes["baselined"] = True  # a known deviation, with its reason in the baseline: not a failure
-        result.update(changes)
-        state.spool.amend(result, changes)  # the entry went to disk when it finished: the JSON gets these too
         self.smtp_result = result
         self.user_properties.append(("smtp_outcome", outcome))
         if skipped:

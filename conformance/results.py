@@ -211,7 +211,9 @@ class Spool:
 
     def __init__(self, folder: Path | None = None) -> None:
         # deleted by the system when closed or when the process ends, however it ends
-        self._file = tempfile.TemporaryFile(mode="w+b", dir=folder, prefix="smtpc-results-")  # noqa: SIM115
+        # a 1 MiB buffer: entries of tens of KiB are written a few at a time, not one write(2) each
+        self._file = tempfile.TemporaryFile(mode="w+b", buffering=1 << 20, dir=folder,  # noqa: SIM115
+                                            prefix="smtpc-results-")
         self._where: dict[tuple[str, str], tuple[int, int]] = {}
         self._amended: dict[tuple[str, str], dict[str, Any]] = {}  # fields set after the entry was written
         self._lock = threading.Lock()  # entries come from the runner's thread, reads from pytest's
@@ -269,6 +271,17 @@ class Spool:
             line = self._file.read(where[1])
         return {**json.loads(line), **self._amended.get(key, {})}
 
+    def _as_written(self, entry: dict[str, Any]) -> str | None:
+        """The entry's JSON line as it is on disk, when nothing was amended since (most entries)."""
+        key = self._key(entry)
+        where = self._where.get(key)
+        if where is None or key in self._amended:
+            return None
+        with self._lock:
+            self._at_end = False
+            self._file.seek(where[0])
+            return self._file.read(where[1] - 1).decode("ascii")  # ensure_ascii: ASCII; without its "\n"
+
     def write_json(self, document: dict[str, Any], path: Path) -> None:
         """The document with each result read back in full from the spool, one at a time."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,7 +295,10 @@ class Spool:
                 out.write(f" {json.dumps(key)}: {_indented(value)},\n")
             out.write(' "results": [')
             for n, entry in enumerate(document.get("results", [])):
-                out.write(("," if n else "") + "\n  " + json.dumps(self.full(entry), ensure_ascii=True))
+                line = self._as_written(entry)
+                if line is None:
+                    line = json.dumps(self.full(entry), ensure_ascii=True)
+                out.write(("," if n else "") + "\n  " + line)
             out.write("\n ]")
             if "summary" in head:
                 out.write(f',\n "summary": {_indented(head["summary"])}')
