@@ -232,13 +232,11 @@ class Connection:
         loop = asyncio.get_running_loop()
         wire = _Wire(loop)
         try:
-            await asyncio.wait_for(
-                loop.create_connection(
+            async with asyncio.timeout(timeout):  # not wait_for: no task of its own for every connect
+                await loop.create_connection(
                     lambda: wire, host, port, ssl=tls, server_hostname=server_hostname if tls else None,
                     ssl_handshake_timeout=timeout if tls else None,
-                ),
-                timeout,
-            )
+                )
         except TimeoutError:
             raise ConnectError(f"connect to {host}:{port} timed out after {timeout:g} s") from None
         except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as exc:

@@ -221,7 +221,8 @@ class Dialogue:
         if self.settings.deadline is not None:
             budget = min(budget, self.settings.deadline)
         try:
-            await asyncio.wait_for(self._run(), budget)
+            async with asyncio.timeout(budget):  # not wait_for: the dialogue runs in its runner task
+                await self._run()
         except (ResetOnConnect, TLSConnectError) as exc:  # reachable, but it dropped us: its own doing
             self._grade(self.level.miss_outcome, str(exc),
                         cause=Cause.TLS if isinstance(exc, TLSConnectError) else Cause.RESET)
