@@ -392,6 +392,20 @@ def test_non_pass_transcripts_only() -> None:
     assert run.result("engine-must-miss")["transcript"]  # fail: kept
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_baselined_deviation_is_marked_in_the_json(tmp_path: Path, workers: list[str]) -> None:
+    """The baseline match is set where the result is settled (the runner's sink, or runtest on an xdist
+    worker) and reaches the results JSON; the run passes, since the deviation is expected."""
+    baseline = tmp_path / "builtin.yaml"
+    baseline.write_text("deviations:\n  - id: engine-must-miss\n    outcome: fail\n"
+                        "    reason: the scenario is written to fail against the builtin\n")
+    run = run_suite("--smtp-baseline", str(baseline), "-k", "must-miss or quit", *workers, paths=CORE)
+    miss, quit_close = run.result("engine-must-miss"), run.result("engine-quit-close")
+    assert miss["outcome"] == "fail" and miss["baselined"] is True, miss
+    assert "baselined" not in quit_close and quit_close["nodeid"].endswith("::engine-quit-close[builtin]")
+    assert run.exit_code == 0, run.stdout[-2000:]
+
+
 def test_starttls_if_offered_goes_on_in_plaintext() -> None:
     """`starttls: if-offered` (the AUTH fragments): a server with AUTH but no STARTTLS is still checked."""
     import base64
