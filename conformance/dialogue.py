@@ -131,10 +131,14 @@ MAX_FINDINGS = 20  # distinct findings kept per dialogue: a hostile server canno
 ENHANCED_AT_START = re.compile(rb"^([245])\.\d{1,3}\.\d{1,3}(?= )")  # RFC 2034: "always followed by one or more spaces"
 
 
-@functools.lru_cache(maxsize=4096)  # a few dozen patterns and codes, asked on every reply
 def _code_matches(pattern: str, code: int) -> bool:
     text = str(code)
     return len(pattern) == 3 and all(p in ("x", c) for p, c in zip(pattern, text, strict=True))
+
+
+@functools.lru_cache(maxsize=4096)  # a few hundred alternatives' codes and a few dozen codes, asked on every reply
+def _codes_match(patterns: tuple[str, ...], code: int) -> bool:
+    return any(_code_matches(p, code) for p in patterns)
 
 
 def _enhanced_matches(pattern: str, actual: str | None) -> bool:
@@ -152,7 +156,7 @@ def matches(alt: Alternative, obs: Observation, values: dict[str, str] | None = 
         return alt.silence and obs.kind == "timeout" and not obs.partial
     if alt.close or alt.silence or obs.code is None or obs.truncated:
         return False  # an endless or flooding reply is not a reply, whatever its first line says
-    if alt.codes and not any(_code_matches(p, obs.code) for p in alt.codes):
+    if alt.codes and not _codes_match(alt.codes, obs.code):
         return False
     if alt.enhanced and not _enhanced_matches(alt.enhanced, obs.enhanced):
         return False

@@ -142,6 +142,8 @@ class Alternative:
 
     def outcome_under(self, profile: str | None) -> Outcome:
         """The outcome for a target of this profile (C3: `outcome_for: {catcher: info}`)."""
+        if not self.outcome_for:  # nearly every alternative: asked on every reply
+            return self.outcome
         return next((o for p, o in self.outcome_for if p == profile), self.outcome)
 
     def describe(self) -> str:
