@@ -262,25 +262,23 @@ class Spool:
     def full(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The entry as written (with its whole transcript), or the given one if it was never spooled."""
         key = self._key(entry)
-        where = self._where.get(key)
-        if where is None:
-            return entry
-        with self._lock:
-            self._at_end = False
-            self._file.seek(where[0])
-            line = self._file.read(where[1])
-        return {**json.loads(line), **self._amended.get(key, {})}
+        line = self._line(key)
+        return entry if line is None else {**json.loads(line), **self._amended.get(key, {})}
 
     def _as_written(self, entry: dict[str, Any]) -> str | None:
         """The entry's JSON line as it is on disk, when nothing was amended since (most entries)."""
         key = self._key(entry)
+        line = None if key in self._amended else self._line(key)
+        return None if line is None else line.rstrip(b"\n").decode("ascii")  # ensure_ascii: ASCII
+
+    def _line(self, key: tuple[str, str]) -> bytes | None:
         where = self._where.get(key)
-        if where is None or key in self._amended:
+        if where is None:
             return None
         with self._lock:
             self._at_end = False
             self._file.seek(where[0])
-            return self._file.read(where[1] - 1).decode("ascii")  # ensure_ascii: ASCII; without its "\n"
+            return self._file.read(where[1])
 
     def write_json(self, document: dict[str, Any], path: Path) -> None:
         """The document with each result read back in full from the spool, one at a time."""
