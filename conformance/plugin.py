@@ -250,6 +250,14 @@ class SmtpSession:
             changes["baselined"] = True  # a known deviation, with its reason in the baseline: not a failure
         return changes
 
+    def settle_once(self, result: dict[str, Any], item: ScenarioItem) -> None:
+        """settle() applied to a result the runner's sink did not settle (an xdist worker's, …); if the entry
+        went to disk already, the results JSON gets the changes too."""
+        if result.get("nodeid") != item.nodeid:
+            changes = self.settle(result, item)
+            result.update(changes)
+            self.spool.amend(result, changes)
+
     def _spool_finished(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The runner's sink (its thread): the result settled and written to disk as it finishes, so that the
         results JSON copies its line as it is instead of decoding and encoding it again."""
@@ -477,10 +485,7 @@ class SmtpSession:
                 continue
             item = items.get(key)
             if item is not None:
-                changes = {"nodeid": item.nodeid,
-                           "reproduce": reproduce_line(item, self.repro.get(item.target_label, ""))}
-                r.update(changes)
-                self.spool.amend(r, changes)
+                self.settle_once(r, item)
             self.results.append(r)
 
     def _document(self) -> dict[str, Any]:
@@ -701,10 +706,7 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         result = state.get_runner().result(self.scenario, self.target_label)
-        if result.get("nodeid") != self.nodeid:  # not settled by the runner's sink (an xdist worker, …)
-            changes = state.settle(result, self)
-            result.update(changes)
-            state.spool.amend(result, changes)  # if the entry went to disk already, the JSON gets these too
+        state.settle_once(result, self)
         outcome = result["outcome"]
         skipped = outcome in (Outcome.UNSUPPORTED.value, Outcome.SKIPPED.value)
         self.smtp_result = result

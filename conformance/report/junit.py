@@ -119,10 +119,8 @@ def _kind(r: Mapping[str, Any], strict: bool, mode: str) -> str:
 def _testcase(r: Mapping[str, Any], kind: str, mode: str) -> str:
     nodeid = str(r.get("nodeid") or f"{r.get('file')}::{r.get('id')}[{r.get('target')}]")
     classname, name = _junit_address(nodeid)
-    duration = r.get("duration_s")
-    seconds = float(duration) if isinstance(duration, int | float) else 0.0
     head = (f"<testcase classname={quoteattr(_clean(classname))} name={quoteattr(_clean(name))} "
-            f'time="{seconds:.3f}"><properties><property name="smtp_outcome" '
+            f'time="{_seconds(r.get("duration_s")):.3f}"><properties><property name="smtp_outcome" '
             f"value={quoteattr(str(r.get('outcome')))} /></properties>")
     if kind == "skipped":
         message = _clean(f"{r.get('outcome')}: {r.get('message') or ''}")
@@ -141,6 +139,10 @@ def _testcase(r: Mapping[str, Any], kind: str, mode: str) -> str:
     return f"{head}</testcase>"
 
 
+def _seconds(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
 def write_junit(document: Mapping[str, Any], path: Path, mode: str = DEFAULT_NON_STRICT_MODE,
                 full: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
     """The results document as JUnit XML (one testsuite, one testcase per result, in the document's order).
@@ -153,8 +155,7 @@ def write_junit(document: Mapping[str, Any], path: Path, mode: str = DEFAULT_NON
     kinds = [_kind(r, strict, mode) for r in results]
     failures = kinds.count("failure") + (kinds.count("non-strict") if mode == "failure" else 0)
     skipped = kinds.count("skipped") + (kinds.count("non-strict") if mode == "skipped" else 0)
-    duration = run.get("duration_s")
-    seconds = float(duration) if isinstance(duration, int | float) else 0.0
+    seconds = _seconds(run.get("duration_s"))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as out:
