@@ -279,7 +279,7 @@ class Connection:
     async def next(self, timeout: float) -> Observation:
         """The next complete reply, or the event that came instead, within timeout seconds."""
         assert self.wire is not None
-        loop = asyncio.get_running_loop()
+        loop = self.wire.loop  # not asyncio.get_running_loop(): in Python 3.11 that is a getpid() syscall
         deadline = loop.time() + timeout
         parser = self.parser
         while True:
@@ -336,7 +336,7 @@ class Connection:
             return wire.read(READ_SIZE)
         except TimeoutError:
             pass
-        loop = asyncio.get_running_loop()
+        loop = wire.loop
         came = loop.time()
         async with self.idle():
             await wire.wait_readable(timeout - IDLE_AFTER)

@@ -341,12 +341,15 @@ class Dialogue:
         self.replied_in_write = False
 
     async def _send(self, action: Write) -> None:
-        data = b"".join(self._payload_bytes(p) for p in action.payloads)
+        payloads = action.payloads
+        data = self._payload_bytes(payloads[0]) if len(payloads) == 1 else \
+            b"".join(self._payload_bytes(p) for p in payloads)
         await self.conn.send(data, self.settings.timeout, action.chunk_size, action.delay)
 
     def _payload_bytes(self, payload: Payload) -> bytes:
-        values = self.values if not payload.index else {**self.values, "i": str(payload.index)}
-        if "cram_md5" in payload.template.variables:
+        variables = payload.template.variables
+        values = self.values if not payload.index or "i" not in variables else {**self.values, "i": str(payload.index)}
+        if "cram_md5" in variables:
             values = {**values, "cram_md5": cram_md5_response(values.get("user", ""), values.get("password", ""),
                                                               self.last_text)}
         body = render(payload.template, values)
@@ -791,7 +794,7 @@ RFC_TIMEOUTS = {GREETING: ("4.5.3.2.1", 5), "MAIL": ("4.5.3.2.2", 5), "RCPT": ("
                 "DATA": ("4.5.3.2.4", 2), DATA_END: ("4.5.3.2.6", 10)}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Wait:
     what: str | None
     since: float
@@ -836,6 +839,7 @@ def _names(expect: Expectation, code: int) -> bool:
 
 
 @functools.lru_cache(maxsize=64)  # a handful of timeouts; the note is set before every reply
+@functools.lru_cache(maxsize=64)
 def _waiting_note(timeout: float) -> str:
     return f"waiting up to {timeout:g} s for a reply"
 

@@ -6,6 +6,8 @@ bytes the same way, so what a report shows can be pasted back into a scenario.
 
 from __future__ import annotations
 
+import re
+
 _NAMED = {"r": b"\r", "n": b"\n", "t": b"\t", "\\": b"\\", "0": b"\x00"}
 
 
@@ -53,8 +55,14 @@ def _escaped(b: int) -> str:
 _ESCAPED = tuple(_escaped(b) for b in range(256))
 
 
+# printable ASCII but the backslash, and CR, LF, TAB: what nearly every SMTP line is made of
+_PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e\r\n\t]*")
+
+
 def escape_bytes(data: bytes) -> str:
     """Render untrusted bytes as printable ASCII, losslessly (inverse of decode_escapes)."""
+    if _PLAIN.fullmatch(data):  # the common case: three C-level replaces instead of a lookup per octet
+        return data.decode("ascii").replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
     return "".join(map(_ESCAPED.__getitem__, data))
 
 

@@ -61,6 +61,7 @@ TOKEN_OCTETS = 26
 INDEX_PIECE = 1024 * 1024
 # a listing of the Maildir younger than this is reused: dialogues polling at once share one scan
 RESCAN_AFTER = 0.1
+MAILDIR_PARTS = ("new", "cur", "tmp")
 
 
 @dataclass
@@ -90,12 +91,34 @@ class MaildirMailbox(Mailbox):
         return [raw for raw in map(_read, hits) if raw is not None and _keep(raw, token)]
 
     def _files(self) -> list[str]:
-        """The newest MAX_MESSAGES files of every new/ and cur/ below the root (Maildir names sort by time)."""
-        files = []
-        for folder, dirs, names in os.walk(self.path):
-            dirs.sort()
-            if os.path.basename(folder) in ("new", "cur"):
-                files += [os.path.join(folder, n) for n in names]
+        """The newest MAX_MESSAGES files of every new/ and cur/ below the root (Maildir names sort by time).
+
+        A new/ or cur/ is listed by name only (no stat per entry, as os.walk makes): they hold files, and one
+        that is not (a folder named like a message) is left out when it is read. A 30-target run lists a
+        Maildir of hundreds of messages a few thousand times."""
+        files: list[str] = []
+        folders = [self.path]
+        while folders:
+            folder = folders.pop()
+            inside = os.path.basename(folder) in ("new", "cur")  # the root itself can be one
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            if entry.name not in MAILDIR_PARTS:
+                                folders.append(entry.path)
+                        elif inside:
+                            files.append(entry.path)
+            except OSError:  # gone, or not a folder
+                continue
+            for part in ("new", "cur"):
+                where = os.path.join(folder, part)
+                try:
+                    names = os.listdir(where)
+                except OSError:
+                    continue
+                where += os.sep
+                files += [where + name for name in names]
         return sorted(files)[-MAX_MESSAGES:]
 
     def _reindex(self) -> None:
