@@ -421,6 +421,8 @@ class Dialogue:
     async def _next_past_busy(self, timeout: float) -> Observation:
         """The next observation; a "421 too many connections" at connect is waited out and reconnected."""
         obs = await self.conn.next(timeout)
+        if not self.conn.busy_at_connect(obs):  # every reply but a greeting of 421
+            return obs
         for delay in BUSY_RETRY_DELAYS:
             if not self.conn.busy_at_connect(obs):
                 break
@@ -446,9 +448,9 @@ class Dialogue:
         self.waiting = None
         self.progress_note = ""
         policy_before, self.policy_reply = self.policy_reply, None
-        if isinstance(obs, Reply) and _is_policy(obs):
-            self.policy_reply = obs
-        if isinstance(obs, Reply):
+        if obs.__class__ is Reply:
+            if obs.code in POLICY_CODES and _is_policy(obs):
+                self.policy_reply = obs
             self.codes.append(obs.code)
             self.last_code = obs.code
             self.last_reply = obs  # its text is decoded only if an AUTH challenge needs it
@@ -457,8 +459,8 @@ class Dialogue:
                     self.findings.append(finding)
             if expect.captures_ehlo and obs.code == 250:
                 self.keywords = obs.keywords()
-        if self.enhanced_from is not None and isinstance(obs, Reply):
-            self._check_enhanced(expect, obs)
+            if self.enhanced_from is not None:
+                self._check_enhanced(expect, obs)
         for alt in expect.alternatives:
             if matches(alt, obs, self.values):
                 if alt.note:
@@ -839,7 +841,6 @@ def _names(expect: Expectation, code: int) -> bool:
 
 
 @functools.lru_cache(maxsize=64)  # a handful of timeouts; the note is set before every reply
-@functools.lru_cache(maxsize=64)
 def _waiting_note(timeout: float) -> str:
     return f"waiting up to {timeout:g} s for a reply"
 

@@ -19,7 +19,7 @@ MAX_REPLY = 1024 * 1024  # octets in one reply
 _ENHANCED = re.compile(rb"^([245])\.(\d{1,3})\.(\d{1,3})(?= |$)")
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     code: int | None  # None: the first line was not a reply line at all
     lines: list[bytes]  # each line without its terminator

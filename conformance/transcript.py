@@ -21,11 +21,9 @@ MAX_ENTRIES = 2000  # entries of any kind; a server that dribbles one byte at a 
 MAX_JSON_CHARS = 64 * 1024  # escaped characters of data in one transcript's JSON form
 
 
-@dataclass
-class Entry:
-    t: float
-    dir: str  # "C" client→server, "S" server→client, "*" event
-    data: bytes | str
+# one entry: (t, dir, data); dir "C" client→server, "S" server→client, "*" event, "!C"/"!S" octets elided
+# (data: their count, as text). A tuple, not a dataclass: two are made on every round trip.
+Entry = tuple[float, str, bytes | str]
 
 
 @dataclass
@@ -46,22 +44,24 @@ class Transcript:
 
     def event(self, text: str) -> None:
         if len(self.entries) < MAX_ENTRIES:
-            self.entries.append(Entry(self._now(), "*", text[:1024]))
+            self.entries.append((self._now(), "*", text[:1024]))
 
     def _record(self, direction: str, data: bytes) -> None:
         used = self.recorded[direction]
-        if used + len(data) <= HEAD_OCTETS and len(self.entries) < MAX_ENTRIES:  # most pieces: kept whole
-            self.recorded[direction] = used + len(data)
-            self.entries.append(Entry(self._now(), direction, data))
+        size = len(data)
+        entries = self.entries
+        if used + size <= HEAD_OCTETS and len(entries) < MAX_ENTRIES:  # most pieces: kept whole
+            self.recorded[direction] = used + size
+            entries.append((time.monotonic() - self.started, direction, data))
             return
         room = HEAD_OCTETS - used if used < HEAD_OCTETS else min(TAIL_PIECE, MAX_RECORDED - used)
-        if len(self.entries) >= MAX_ENTRIES:
+        if len(entries) >= MAX_ENTRIES:
             room = 0
         kept = data[: max(room, 0)]
         if kept:
             self.recorded[direction] += len(kept)
-            self.entries.append(Entry(self._now(), direction, kept))
-        elided = len(data) - len(kept)
+            entries.append((self._now(), direction, kept))
+        elided = size - len(kept)
         if elided:
             self.dropped[direction] += elided
             self._note_elided(direction, elided)
@@ -69,29 +69,29 @@ class Transcript:
     def _note_elided(self, direction: str, count: int) -> None:
         """One marker per run of elided octets, counted in place (the last entry if it is that marker)."""
         last = self.entries[-1] if self.entries else None
-        if last is not None and last.dir == "!" + direction and isinstance(last.data, str):
-            last.data = str(int(last.data) + count)
+        if last is not None and last[1] == "!" + direction:
+            self.entries[-1] = (last[0], last[1], str(int(last[2]) + count))
             return
         if len(self.entries) < MAX_ENTRIES + 10:
-            self.entries.append(Entry(self._now(), "!" + direction, str(count)))
+            self.entries.append((self._now(), "!" + direction, str(count)))
 
     def as_json(self, max_chars: int = MAX_JSON_CHARS) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         left = max_chars
         cut = 0
-        for entry in self.entries:
-            if entry.dir.startswith("!"):
-                who = "client" if entry.dir == "!C" else "server"
-                out.append({"t": round(entry.t, 6), "dir": "*", "data": f"[{entry.data} {who} octets elided]"})
+        for t, direction, data in self.entries:
+            if direction[0] == "!":
+                who = "client" if direction == "!C" else "server"
+                out.append({"t": round(t, 6), "dir": "*", "data": f"[{data} {who} octets elided]"})
                 continue
-            data = entry.data if isinstance(entry.data, str) else escape_bytes(entry.data)
-            if len(data) > left:
-                cut += len(data) - max(left, 0)
-                data = data[: max(left, 0)]
-                if not data:
+            text = data if data.__class__ is str else escape_bytes(data)  # type: ignore[arg-type]
+            if len(text) > left:
+                cut += len(text) - max(left, 0)
+                text = text[: max(left, 0)]
+                if not text:
                     continue
-            left -= len(data)
-            out.append({"t": round(entry.t, 6), "dir": entry.dir, "data": data})
+            left -= len(text)
+            out.append({"t": round(t, 6), "dir": direction, "data": text})
         elided = sum(self.dropped.values())
         if cut:
             out.append({"t": round(self._now(), 6), "dir": "*",
