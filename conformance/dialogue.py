@@ -692,7 +692,8 @@ class Dialogue:
         rcpt = render(check.rcpt, self.values).decode("utf-8", "replace") if check.rcpt is not None else None
         while True:
             try:
-                stored = await asyncio.to_thread(self.mailbox.stored_with, token)
+                stored = await asyncio.to_thread(self.mailbox.stored_with, token) if self.mailbox.remote \
+                    else self.mailbox.stored_with(token)
                 found = [s.raw for s in stored] if rcpt is None else self._copies_for(rcpt, stored, check)
             except MailboxError as exc:
                 self._grade(Outcome.ERROR, f"cannot read the mailbox: {exc}", check.source, None, None,

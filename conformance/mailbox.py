@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 MAX_MESSAGES = 2000
 MAX_OCTETS = 16 * 1024 * 1024
@@ -41,6 +42,10 @@ class Stored:
 
 class Mailbox(ABC):
     spec: str
+    # read over the network (an API, POP3, IMAP): polled from a worker thread. A local Maildir is polled on
+    # the event loop's thread: a listing takes well under a millisecond, and a worker thread per poll made
+    # the GIL change hands at every file operation (tens of futex calls each, on every poll of every target)
+    remote: ClassVar[bool] = True
 
     @abstractmethod
     def messages_with(self, token: bytes) -> list[bytes]:
@@ -72,6 +77,7 @@ class MaildirMailbox(Mailbox):
     run polling the same Maildir (a wait of 15 s that proves a refused message was not stored polls 60 times)
     cost a directory listing each, shared, not a read of every stored message each."""
 
+    remote: ClassVar[bool] = False
     path: str
     spec: str = ""
     _index: dict[str, frozenset[bytes]] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -349,7 +349,8 @@ def _record(r: Mapping[str, Any], anchor: str, row_id: str, target_token: str, l
         cause_note=failure.cause_note,
         branch=_s(r.get("branch")),
         step=_step(r.get("step"), failure),
-        codes=", ".join(_NO_CODE if c is None else _s(c) for c in _list(r.get("codes"))),
+        codes=", ".join(_NO_CODE if c is None else str(c) if c.__class__ is int else _s(c)
+                        for c in _list(r.get("codes"))),  # 1001 codes in a result of the RCPT-limit scenarios
         decisive_code=_s(r.get("decisive_code")),
         connection=_s(r.get("connection")),
         findings=[_s(x) for x in _list(r.get("findings"))],
