@@ -67,15 +67,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _descendants(pid: int) -> list[int]:
     """Every process below pid, found through /proc (children that left the process group too)."""
     parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for name in os.listdir("/proc"):  # plain names and open(): every target's stop reads all of /proc
+        if not name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
+        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(name))
     found, todo = [], [pid]
     while todo:
         for child in parents.get(todo.pop(), []):
