@@ -336,12 +336,7 @@ def _record(r: Mapping[str, Any], anchor: str, row_id: str, target_token: str, l
         level=_s(r.get("level")),
         rfc=_s(r.get("rfc")),
         section=_s(r.get("section")),
-        quote=_s(r.get("quote")),
-        requirements=[_s(x) for x in _list(r.get("requirements"))],
-        tags=[_s(x) for x in _list(r.get("tags"))],
-        file=_s(r.get("file")),
-        line=_s(r.get("line")),
-        nodeid=_s(r.get("nodeid")),
+        result=r,  # the scenario's own text (quote, requirements …) is worded once, for its group
         reproduce=_s(r.get("reproduce")),
         duration=_fmt_seconds(r.get("duration_s")),
         message=wire_markup(r.get("message")),
@@ -394,10 +389,11 @@ def _body(rows: dict[str, dict[str, Any]], labels: list[str]) -> tuple[list[_NS]
 
 def _detail_group(row: dict[str, Any], items: list[_NS]) -> _NS:
     """A scenario's text (quote, requirements, tags, file) once, above its per-target results."""
-    first = items[0]
+    first, r = items[0], items[0].result
     return _NS(row_id=row["row_id"], id=row["id"], title=row["title"], level=first.level, rfc=first.rfc,
-               section=first.section, quote=first.quote, requirements=first.requirements, tags=first.tags,
-               file=first.file, line=first.line, items=items)
+               section=first.section, quote=_s(r.get("quote")),
+               requirements=[_s(x) for x in _list(r.get("requirements"))], tags=[_s(x) for x in _list(r.get("tags"))],
+               file=_s(r.get("file")), line=_s(r.get("line")), items=items)
 
 
 def _target_card(label: str, t: Mapping[str, Any], token: str, counts: dict[str, int],
