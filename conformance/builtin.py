@@ -71,10 +71,18 @@ class ConformingSMTP(SMTP):
         super().connection_made(transport)
         self._reader = _CRLFLines(self._reader)  # type: ignore[assignment]
         self._plain_replies = False  # True while answering HELO/EHLO: no enhanced codes there
+        self._reply_lines: list[str] = []  # the lines of a multi-line reply pushed so far
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         if not self._plain_replies and not status.startswith("220 "):
             status = with_enhanced_code(status)
+        if status[3:4] == "-":
+            # aiosmtpd writes each line of a reply as it is pushed: one reply, one write instead (as
+            # Postfix and Exim send it), so the client reads an EHLO reply once, not once per keyword
+            self._reply_lines.append(status)
+            return
+        if self._reply_lines:
+            status, self._reply_lines = "\r\n".join([*self._reply_lines, status]), []
         await super().push(status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
