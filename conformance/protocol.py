@@ -33,7 +33,7 @@ def run_item(item: pytest.Item) -> None:
     """One item through the hooks of pytest's protocol; the reports share one keyword dict."""
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    keywords: dict[str, Any] = dict.fromkeys(item.keywords, 1)
+    keywords = _keywords(item)
     ihook.pytest_runtest_logreport(report=_passed(item, "setup", keywords))
     reraise: tuple[type[BaseException], ...] = (pytest.exit.Exception, KeyboardInterrupt)
     call = pytest.CallInfo.from_call(item.runtest, when="call", reraise=reraise)
@@ -44,6 +44,24 @@ def run_item(item: pytest.Item) -> None:
         ihook.pytest_exception_interact(node=item, call=call, report=report)
     ihook.pytest_runtest_logreport(report=_passed(item, "teardown", keywords))
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+
+PARENT_KEYWORDS = pytest.StashKey[dict[str, Any]]()
+
+
+def _keywords(item: pytest.Item) -> dict[str, Any]:
+    """`dict.fromkeys(item.keywords, 1)`, as pytest's reports hold it: the item's own keywords, then its
+    parents'. Those of the parent (its file, folders, session) are gathered once per file instead of walking
+    the chain of nested generators for every item."""
+    own = getattr(item.keywords, "_markers", None)  # NodeKeywords' own keywords (pytest 7-9)
+    if not isinstance(own, dict) or item.parent is None:
+        return dict.fromkeys(item.keywords, 1)
+    inherited = item.parent.stash.get(PARENT_KEYWORDS, None)
+    if inherited is None:
+        inherited = item.parent.stash[PARENT_KEYWORDS] = dict.fromkeys(item.parent.keywords, 1)
+    keywords = dict.fromkeys(own, 1)
+    keywords.update(inherited)  # a key the item has already keeps its place, as in NodeKeywords' iteration
+    return keywords
 
 
 def _passed(item: pytest.Item, when: str, keywords: dict[str, Any]) -> pytest.TestReport:
