@@ -66,7 +66,7 @@ BIG_AT_ONCE = 1
 # how often a mailbox is read while a delivery is awaited (seconds): 0.25, 0.375, … up to 1
 POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.25, 1.5, 1.0
 # a check that no message was stored waits out its whole window anyway: it looks less often (a stored copy
-# is still seen, only later), since each look lists the Maildir in a thread
+# is still seen, only later), since each look lists the whole mailbox
 POLL_MAX_ABSENT = 4.0
 PROBE_CAP = 50_000_000  # the default --probe-cap: 50 MB (a 50 MiB SIZE, Exim's and maildev's, is above it)
 _OCTETS = re.compile(r"^\s*(\d+)\s*(?:([KMG])(I)?B?)?\s*$", re.IGNORECASE)

@@ -66,7 +66,7 @@ TOKEN_OCTETS = 26
 INDEX_PIECE = 1024 * 1024
 # a listing of the Maildir younger than this is reused: dialogues polling at once share one scan
 RESCAN_AFTER = 0.1
-MAILDIR_PARTS = ("new", "cur", "tmp")
+MESSAGE_PARTS = ("new", "cur")  # a Maildir's folders of delivered messages (tmp/ holds deliveries under way)
 
 
 @dataclass
@@ -106,18 +106,18 @@ class MaildirMailbox(Mailbox):
         folders = [self.path]
         while folders:
             folder = folders.pop()
-            inside = os.path.basename(folder) in ("new", "cur")  # the root itself can be one
+            inside = os.path.basename(folder) in MESSAGE_PARTS  # the root itself can be one
             try:
                 with os.scandir(folder) as entries:
                     for entry in entries:
                         if entry.is_dir(follow_symlinks=False):
-                            if entry.name not in MAILDIR_PARTS:
+                            if entry.name not in MESSAGE_PARTS and entry.name != "tmp":
                                 folders.append(entry.path)
                         elif inside:
                             files.append(entry.path)
             except OSError:  # gone, or not a folder
                 continue
-            for part in ("new", "cur"):
+            for part in MESSAGE_PARTS:
                 where = os.path.join(folder, part)
                 try:
                     names = os.listdir(where)

@@ -324,3 +324,38 @@ def test_a_stopped_target_gives_its_port_back_once() -> None:
         assert ("127.0.0.1", endpoint.port) in PORTS._taken
     finally:
         PORTS.give_back("127.0.0.1", endpoint.port)
+
+
+def _walked(root: Path) -> list[str]:
+    """What a Maildir reader must list: every file of every new/ and cur/ below the root, as os.walk sees it."""
+    import os
+
+    files = []
+    for folder, _dirs, names in os.walk(root):
+        if os.path.basename(folder) in ("new", "cur"):
+            files += [os.path.join(folder, n) for n in names]
+    return sorted(files)
+
+
+def test_maildir_listing_finds_every_stored_file_of_every_layout(tmp_path: Path) -> None:
+    """Flat, per-user (Postfix virtual), Maildir++ subfolders, nested, a root that is itself new/: the listing
+    by name finds exactly the files os.walk finds, and none of tmp/ (deliveries under way)."""
+    import mailbox as stdlib_mailbox
+
+    from conformance.mailbox import MaildirMailbox
+
+    for n, sub in enumerate(["flat", "users/a", "users/b", "users/a/.Sent", "deep/x/y"]):
+        (tmp_path / sub).parent.mkdir(parents=True, exist_ok=True)
+        box = stdlib_mailbox.Maildir(str(tmp_path / sub), create=True)
+        keys = [box.add(f"Subject: {sub} {i}\r\n\r\nbody\r\n".encode()) for i in range(n + 2)]
+        message = box[keys[0]]
+        message.set_subdir("cur")
+        box[keys[0]] = message  # one in cur/, the others in new/
+    (tmp_path / "flat" / "tmp" / "1.under-way").write_bytes(b"Subject: not yet\r\n\r\n")
+    (tmp_path / "users" / "c").mkdir()  # a user without a Maildir yet
+    for root in [tmp_path, tmp_path / "flat", tmp_path / "users", tmp_path / "flat" / "new",
+                 tmp_path / "flat" / "cur", tmp_path / "missing"]:
+        listed = MaildirMailbox(str(root))._files()
+        assert listed == _walked(root), root
+        assert not any("/tmp/1.under-way" in f for f in listed)
+    assert len(MaildirMailbox(str(tmp_path))._files()) == 2 + 3 + 4 + 5 + 6
